@@ -1,0 +1,26 @@
+"""Shared entry point for the stage scripts: one error line, no traceback."""
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from vae.errors import UserError
+
+log = logging.getLogger("vae")
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's ``main``, turning user errors and Ctrl-C into one line and an exit code."""
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    start = time.perf_counter()
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
+              file=sys.stderr)
+        sys.exit(130)
+    log.info("done in %.1f s", time.perf_counter() - start)

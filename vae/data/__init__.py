@@ -1,0 +1,1 @@
+"""Data code: the datasets' files and checksums, IDX I/O, the download and the split."""

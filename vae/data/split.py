@@ -1,0 +1,77 @@
+"""The notebook's train/validation split, and the processed arrays the later stages read."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae.data.idx import read_idx
+from vae.errors import UserError
+from vae.io import load_npz, write_npz
+
+IMAGE_SHAPE = (28, 28)
+SPLITS = ("train", "val", "test")
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle ``range(n)`` and cut it into train and validation indices.
+
+    The same permutation as the notebook's ``random_split(ds, [train, val])``
+    right after ``torch.manual_seed(seed)``: ``torch.randperm(n)`` from a
+    generator seeded with ``seed``, train first.
+    """
+    val_size = int(val_fraction * n)
+    if val_size == 0 or val_size == n:
+        raise UserError(f"val_fraction = {val_fraction} leaves an empty split of {n} images; "
+                        "choose a value that keeps both non-empty")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    return perm[: n - val_size], perm[n - val_size:]
+
+
+def read_raw(raw_dir: str | Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``{prefix}-images`` and ``{prefix}-labels`` (prefix ``train`` or ``t10k``) and check they pair up."""
+    raw_dir = Path(raw_dir)
+    images = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte", (None, *IMAGE_SHAPE))
+    labels = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte", (None,))
+    if len(images) != len(labels):
+        raise UserError(f"{raw_dir}: {len(images)} {prefix} images but {len(labels)} labels; "
+                        "rerun the download stage")
+    return images, labels
+
+
+def make_splits(raw_dir: str | Path, out_dir: str | Path, val_fraction: float, seed: int,
+                train_subset: int = 0) -> dict[str, int]:
+    """Write ``train.npz``, ``val.npz`` and ``test.npz`` (images, labels, original index).
+
+    ``train_subset > 0`` keeps only that many training images (for quick runs).
+    Returns the number of images in each split.
+    """
+    images, labels = read_raw(raw_dir, "train")
+    test_images, test_labels = read_raw(raw_dir, "t10k")
+    train_idx, val_idx = split_indices(len(images), val_fraction, seed)
+    if train_subset:
+        train_idx = train_idx[:train_subset]
+    parts = {
+        "train": (images[train_idx], labels[train_idx], train_idx),
+        "val": (images[val_idx], labels[val_idx], val_idx),
+        "test": (test_images, test_labels, np.arange(len(test_images))),
+    }
+    for name, (x, y, index) in parts.items():
+        write_npz(Path(out_dir) / f"{name}.npz", images=x, labels=y, index=index.astype(np.int64))
+    return {name: len(part[0]) for name, part in parts.items()}
+
+
+def load_split(processed_dir: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split's uint8 images (N, 28, 28) and labels (N,), without unpickling anything."""
+    path = Path(processed_dir) / f"{name}.npz"
+    try:
+        arrays = load_npz(path)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; run `dvc repro split` first") from None
+    return arrays["images"], arrays["labels"]
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> float32 (N, 784) in [0, 1], as ``ToTensor`` then flatten."""
+    x = torch.from_numpy(images.reshape(len(images), -1)).to(device)
+    return x.to(torch.float32).div_(255)

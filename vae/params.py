@@ -1,0 +1,118 @@
+"""params.yaml: its schema, and validation of every key before any stage does work.
+
+Every hyperparameter is a top-level key so that ``dvc exp run -S latent_dim=8``
+works as written (DVC maps ``-S`` keys to dotted paths from the file's root).
+"""
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vae.errors import UserError
+
+DATASETS = ("MNIST", "FashionMNIST")
+TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
+
+
+@dataclass(frozen=True)
+class Params:
+    """The validated contents of params.yaml (see that file for what each key means)."""
+
+    dataset_name: str
+    batch_size: int
+    lr: float
+    num_epochs: int
+    latent_dim: int
+    hidden_dim: int
+    seed: int
+    val_fraction: float
+    train_subset: int
+    device: str
+    n_samples: int
+    iwae_k: int
+    tsne_subset: int
+    tsne_perplexity: float
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _device(value: str) -> bool:
+    if value in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = value.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+# key -> (type, check, what is allowed)
+_RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "dataset_name": (str, lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "batch_size": (int, _positive, "an integer > 0"),
+    "lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+    "num_epochs": (int, _positive, "an integer > 0"),
+    "latent_dim": (int, _positive, "an integer > 0"),
+    "hidden_dim": (int, _positive, "an integer > 0"),
+    "seed": (int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "val_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
+    "train_subset": (int, lambda v: v >= 0, "an integer >= 0 (0 keeps the whole training split)"),
+    "device": (str, _device, "auto, cpu, cuda or cuda:N"),
+    "n_samples": (int, _positive, "an integer > 0"),
+    "iwae_k": (int, _positive, "an integer > 0"),
+    "tsne_subset": (int, lambda v: 0 < v <= TEST_SET_SIZE,
+                    f"an integer in [1, {TEST_SET_SIZE}] (the test set has {TEST_SET_SIZE} images)"),
+    "tsne_perplexity": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+}
+assert set(_RULES) == {f.name for f in fields(Params)}
+
+
+def _check_type(key: str, value: Any, kind: type, allowed: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+        hint = ""
+        if kind is float and isinstance(value, str):
+            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)"
+        raise UserError(f"params.yaml: {key} = {value!r} is not {allowed}{hint}; fix it in params.yaml")
+    return float(value) if kind is float else value
+
+
+def validate(raw: Any, source: str = "params.yaml") -> Params:
+    """Check every key of a parsed params file and return them as ``Params``.
+
+    Raises ``UserError`` naming the first bad key, its value and what is allowed.
+    """
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of key: value, got {type(raw).__name__}")
+    for key in raw:
+        if key not in _RULES:
+            close = difflib.get_close_matches(str(key), _RULES, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(_RULES)}"
+            raise UserError(f"{source}: unknown key {key!r}; {hint}")
+    values = {}
+    for key, (kind, check, allowed) in _RULES.items():
+        if key not in raw:
+            raise UserError(f"{source}: missing key {key!r}; add it ({allowed})")
+        value = _check_type(key, raw[key], kind, allowed)
+        if not check(value):
+            raise UserError(f"{source}: {key} = {raw[key]!r} is not {allowed}; fix it in {source}")
+        values[key] = value
+    if values["tsne_perplexity"] >= values["tsne_subset"]:
+        raise UserError(f"{source}: tsne_perplexity = {raw['tsne_perplexity']!r} must be smaller than "
+                        f"tsne_subset = {raw['tsne_subset']!r}; lower the perplexity or raise the subset")
+    return Params(**values)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; every stage calls this before doing any work."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found; run the stage from the repository root") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); fix its syntax") from None
+    return validate(raw, str(path))
