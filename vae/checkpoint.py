@@ -35,14 +35,17 @@ def load_trusted(path: str | Path, device: torch.device | str = "cpu") -> Any:
 
 
 def save_model(path: str | Path, model: VAE) -> None:
-    write_torch(path, {"config": model.config, "state_dict": model.state_dict()})
+    write_torch(path, {"config": model.config, "model": model.state_dict()})
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> VAE:
-    """Rebuild the VAE saved by ``save_model`` (its architecture is stored beside its weights)."""
+    """Rebuild the VAE of a model file or a training checkpoint, in eval mode.
+
+    Both store the architecture (``config``) beside the weights (``model``).
+    """
     saved = load_trusted(path, device)
     model = VAE(**saved["config"]).to(device)
-    model.load_state_dict(saved["state_dict"])
+    model.load_state_dict(saved["model"])
     return model.eval()
 
 

@@ -1,0 +1,52 @@
+"""The pipeline's figures as PNG files: image grids and matplotlib charts."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+from vae.io import atomic_path, write_figure  # noqa: E402
+from vae.model import images  # noqa: E402
+
+
+def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int) -> None:
+    """Flat pixel rows (N, 784) as one PNG grid, ``nrow`` images per row (as the notebook)."""
+    with atomic_path(path) as tmp:
+        save_image(images(pixels.detach().cpu()), tmp, nrow=nrow, format="png")
+
+
+def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
+    """Train and validation loss per epoch, log scale, as the notebook's loss_curve.png."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(history["epoch"], history["train_loss"], label="train loss")
+    ax.plot(history["epoch"], history["val_loss"], label="val loss")
+    ax.set_yscale("log")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss (log scale, nats per image)")
+    ax.set_title("VAE Loss")
+    ax.legend()
+    fig.tight_layout()
+    write_figure(path, fig)
+
+
+def latent_scatter(path: str | Path, coords: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
+                   title: str, axis_names: tuple[str, str] = ("z1", "z2")) -> None:
+    """2-D points coloured by class with a legend naming the classes."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(classes):
+        mask = labels == c
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=4, color=cmap(c), label=name, alpha=0.7)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    write_figure(path, fig, dpi=120)

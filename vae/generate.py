@@ -1,0 +1,67 @@
+"""Images made by the decoder: prior samples, the 2-D manifold, interpolations, traversals.
+
+Each function returns flat pixel rows (N, 784) laid out row by row for
+``torchvision.utils.save_image(..., nrow=...)``. All randomness comes from a seeded
+generator, so the figures are the same on every run.
+"""
+
+import torch
+
+from vae.model import VAE
+
+
+@torch.no_grad()
+def prior_samples(model: VAE, n: int, seed: int) -> torch.Tensor:
+    """Decode ``n`` draws of z ~ N(0, I), as the notebook's samples_prior.png."""
+    device = next(model.parameters()).device
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator(device).manual_seed(seed), device=device)
+    return model.decoder(z)
+
+
+@torch.no_grad()
+def manifold(model: VAE, n: int = 20) -> torch.Tensor:
+    """Decoder means over an n x n grid of z spaced through the Gaussian inverse CDF.
+
+    Kingma & Welling (2014), figure 4: equal steps of probability mass, so the
+    grid covers the prior evenly. Only for a 2-D latent space; rows go from high
+    z2 (top) to low z2, columns from low z1 to high z1.
+    """
+    if model.latent_dim != 2:
+        raise ValueError("the manifold grid needs latent_dim == 2")
+    device = next(model.parameters()).device
+    q = torch.linspace(0.05, 0.95, n, device=device)
+    ticks = torch.distributions.Normal(0.0, 1.0).icdf(q)
+    z1, z2 = torch.meshgrid(ticks, ticks.flip(0), indexing="xy")
+    return model.decoder(torch.stack((z1.reshape(-1), z2.reshape(-1)), dim=1))
+
+
+def pick_pairs(labels: torch.Tensor, n_pairs: int) -> list[tuple[int, int]]:
+    """Pairs (i, j) of test images of different classes: the first of class c and of class c + 1."""
+    classes = sorted(set(labels.tolist()))
+    first = {c: int((labels == c).nonzero()[0]) for c in classes}
+    pairs = [(first[a], first[b]) for a, b in zip(classes, classes[1:] + classes[:1])]
+    return pairs[:n_pairs]
+
+
+@torch.no_grad()
+def interpolations(model: VAE, x: torch.Tensor, pairs: list[tuple[int, int]], steps: int = 10) -> torch.Tensor:
+    """One row per pair: image i, decodes along the line from mu_i to mu_j, image j."""
+    mu, _ = model.encoder(x[[i for pair in pairs for i in pair]])
+    start, end = mu[0::2], mu[1::2]
+    t = torch.linspace(0, 1, steps, device=mu.device).view(1, -1, 1)
+    line = start.unsqueeze(1) * (1 - t) + end.unsqueeze(1) * t  # (pairs, steps, d)
+    decoded = model.decoder(line.reshape(-1, mu.shape[1])).view(len(pairs), steps, -1)
+    originals = x[[i for pair in pairs for i in pair]].view(len(pairs), 2, -1)
+    return torch.cat((originals[:, :1], decoded, originals[:, 1:]), dim=1).reshape(-1, x.shape[1])
+
+
+@torch.no_grad()
+def traversals(model: VAE, x: torch.Tensor, dims: list[int], steps: int = 11, span: float = 3.0
+               ) -> torch.Tensor:
+    """One row per latent dimension in ``dims``: that coordinate of x's mean moved by -span..span."""
+    mu, _ = model.encoder(x.unsqueeze(0))
+    offsets = torch.linspace(-span, span, steps, device=mu.device)
+    z = mu.repeat(len(dims), steps, 1)  # (dims, steps, d)
+    for row, d in enumerate(dims):
+        z[row, :, d] += offsets
+    return model.decoder(z.reshape(-1, mu.shape[1]))
