@@ -6,6 +6,7 @@ crash or a kill never leaves a half-written artifact behind.
 """
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -63,9 +64,14 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def write_torch(path: str | Path, obj: Any) -> None:
-    """``torch.save`` of tensors and plain containers, loadable with ``weights_only=True``."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` of tensors and plain containers, loadable with ``weights_only=True``.
+
+    Saved through a buffer: ``torch.save`` to a file names the archive's records
+    after that file, and the temporary name would make identical runs differ in bytes.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def write_csv(path: str | Path, frame: Any) -> None:

@@ -71,13 +71,18 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
 assert set(_RULES) == {f.name for f in fields(Params)}
 
 
-def _check_type(key: str, value: Any, kind: type, allowed: str) -> Any:
+def _check_type(key: str, value: Any, kind: type, allowed: str, source: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
         hint = ""
         if kind is float and isinstance(value, str):
             hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)"
-        raise UserError(f"params.yaml: {key} = {value!r} is not {allowed}{hint}; fix it in params.yaml")
-    return float(value) if kind is float else value
+        raise UserError(f"{source}: {key} = {value!r} is not {allowed}{hint}; fix it in {source}")
+    if kind is float:
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float
+            raise UserError(f"{source}: {key} = {value!r} is not {allowed}; fix it in {source}") from None
+    return value
 
 
 def validate(raw: Any, source: str = "params.yaml") -> Params:
@@ -96,7 +101,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     for key, (kind, check, allowed) in _RULES.items():
         if key not in raw:
             raise UserError(f"{source}: missing key {key!r}; add it ({allowed})")
-        value = _check_type(key, raw[key], kind, allowed)
+        value = _check_type(key, raw[key], kind, allowed, source)
         if not check(value):
             raise UserError(f"{source}: {key} = {raw[key]!r} is not {allowed}; fix it in {source}")
         values[key] = value

@@ -10,6 +10,7 @@ official checksum, and it lands atomically.
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
@@ -57,6 +58,8 @@ def fetch_verified(prefix: str, name: str, md5: str, timeout: float) -> bytes:
 
 
 def _describe(err: Exception) -> str:
+    if isinstance(err, http.client.IncompleteRead):
+        return f"connection dropped after {len(err.partial)} bytes, {err.expected} more expected"
     if isinstance(err, urllib.error.HTTPError):
         return f"HTTP {err.code} {err.reason}"
     if isinstance(err, urllib.error.URLError):
@@ -79,7 +82,7 @@ def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None 
         for prefix in tried:
             try:
                 data = fetch_verified(prefix, name, spec.md5[name], timeout)
-            except (OSError, ValueError) as err:
+            except (OSError, ValueError, http.client.HTTPException) as err:
                 failures.append(f"{prefix}{name}.gz: {_describe(err)}")
                 log.warning("skipping %s%s.gz: %s", prefix, name, _describe(err))
                 continue

@@ -4,6 +4,7 @@ An IDX file is two zero bytes, a type byte (0x08: unsigned byte), the number of
 dimensions, each dimension as a big-endian uint32, then the values row-major.
 """
 
+import math
 import struct
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     if ndim == 0 or len(data) < header:
         raise UserError(f"{name}: truncated IDX header; delete it and rerun the download stage")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # exact: np.prod would overflow int64 on a corrupt header
     if len(data) - header != expected:
         raise UserError(f"{name}: IDX payload has {len(data) - header} bytes, its header {shape} "
                         f"says {expected}; the file is truncated or corrupt, rerun the download stage")

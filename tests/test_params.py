@@ -1,0 +1,185 @@
+"""params.yaml validation: every bad value is one line naming the key, the value and what is allowed."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vae.errors import UserError
+from vae.params import DATASETS, Params, load_params, validate
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def raw() -> dict:
+    """The committed params.yaml, parsed (a fresh copy per test)."""
+    return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+def test_committed_params_are_valid(raw):
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params == validate(raw)
+    assert params.dataset_name in DATASETS
+    assert isinstance(params.lr, float) and isinstance(params.tsne_perplexity, float)
+    assert isinstance(params.batch_size, int)
+
+
+def test_ints_are_accepted_for_floats(raw):
+    raw["lr"] = 1
+    raw["tsne_perplexity"] = 30
+    params = validate(raw)
+    assert params.lr == 1.0 and isinstance(params.lr, float)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("dataset_name", "CIFAR10", "one of MNIST, FashionMNIST"),
+    ("dataset_name", "mnist", "one of MNIST, FashionMNIST"),
+    ("dataset_name", 3, "one of MNIST, FashionMNIST"),
+    ("batch_size", 0, "an integer > 0"),
+    ("batch_size", -128, "an integer > 0"),
+    ("batch_size", 12.5, "an integer > 0"),
+    ("batch_size", "128", "an integer > 0"),
+    ("num_epochs", 0, "an integer > 0"),
+    ("num_epochs", -1, "an integer > 0"),
+    ("latent_dim", 0, "an integer > 0"),
+    ("latent_dim", -2, "an integer > 0"),
+    ("hidden_dim", 0, "an integer > 0"),
+    ("n_samples", 0, "an integer > 0"),
+    ("n_samples", -64, "an integer > 0"),
+    ("iwae_k", 0, "an integer > 0"),
+    ("iwae_k", -1, "an integer > 0"),
+    ("lr", 0, "a finite number > 0"),
+    ("lr", -0.001, "a finite number > 0"),
+    ("lr", float("inf"), "a finite number > 0"),
+    ("lr", float("nan"), "a finite number > 0"),
+    ("lr", 10**400, "a finite number > 0"),  # too large for a float
+    ("lr", "1e-3", "a finite number > 0 (YAML reads 1e-3 as text"),
+    ("val_fraction", 0, "a number strictly between 0 and 1"),
+    ("val_fraction", 0.0, "a number strictly between 0 and 1"),
+    ("val_fraction", 1, "a number strictly between 0 and 1"),
+    ("val_fraction", 1.5, "a number strictly between 0 and 1"),
+    ("val_fraction", -0.1, "a number strictly between 0 and 1"),
+    ("seed", -1, "an integer in [0, 2**63)"),
+    ("seed", 2**63, "an integer in [0, 2**63)"),
+    ("train_subset", -1, "an integer >= 0"),
+    ("tsne_subset", 10_001, "an integer in [1, 10000]"),
+    ("tsne_subset", 0, "an integer in [1, 10000]"),
+    ("tsne_perplexity", 0, "a finite number > 0"),
+    ("tsne_perplexity", 10**400, "a finite number > 0"),
+    ("device", "tpu", "auto, cpu, cuda or cuda:N"),
+    ("device", "cuda:", "auto, cpu, cuda or cuda:N"),
+    ("device", "cuda:x", "auto, cpu, cuda or cuda:N"),
+    ("device", "CPU", "auto, cpu, cuda or cuda:N"),
+    ("device", 0, "auto, cpu, cuda or cuda:N"),
+    # bools are ints in Python, but `batch_size: true` is a mistake, not 1
+    ("batch_size", True, "an integer > 0"),
+    ("num_epochs", False, "an integer > 0"),
+    ("latent_dim", True, "an integer > 0"),
+    ("seed", True, "an integer in [0, 2**63)"),
+    ("train_subset", False, "an integer >= 0"),
+    ("lr", True, "a finite number > 0"),
+    ("val_fraction", False, "a number strictly between 0 and 1"),
+    ("batch_size", None, "an integer > 0"),
+    ("batch_size", [128], "an integer > 0"),
+])
+def test_bad_value(raw, key, value, allowed):
+    raw[key] = value
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"params.yaml: {key} = {value!r} is not {allowed}"), msg
+
+
+@pytest.mark.parametrize("key", ["lr", "batch_size", "dataset_name", "tsne_perplexity", "device"])
+def test_missing_key(raw, key):
+    del raw[key]
+    with pytest.raises(UserError, match=f"^params.yaml: missing key '{key}'; add it \\(.+\\)$"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("latent_dims", "did you mean latent_dim?"),
+    ("learning_rate", "known keys: dataset_name, batch_size"),
+    ("batchsize", "did you mean batch_size?"),
+    ("dataset", "did you mean dataset_name?"),
+])
+def test_unknown_key(raw, key, hint):
+    raw[key] = 8
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    msg = str(info.value)
+    assert f"unknown key {key!r}" in msg and hint in msg and "\n" not in msg
+
+
+def test_unknown_key_instead_of_known_one(raw):
+    raw["latent_dims"] = raw.pop("latent_dim")
+    with pytest.raises(UserError, match="unknown key 'latent_dims'; did you mean latent_dim"):
+        validate(raw)
+
+
+def test_perplexity_must_be_below_subset(raw):
+    raw["tsne_subset"] = 20
+    raw["tsne_perplexity"] = 30
+    with pytest.raises(UserError, match="tsne_perplexity = 30 must be smaller than tsne_subset = 20"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("raw_value", [None, [], "MNIST", 3])
+def test_not_a_mapping(raw_value):
+    with pytest.raises(UserError, match="expected a mapping"):
+        validate(raw_value)
+
+
+@pytest.mark.parametrize("edit, what", [
+    (lambda t: t.replace("lr: 0.001", "lr: 1e-3"), "lr = '1e-3' is not a finite number > 0 (YAML reads 1e-3"),
+    (lambda t: t.replace("batch_size: 128", "batch_size: [128"), "is not valid YAML"),
+    (lambda t: "", "expected a mapping of key: value, got NoneType"),
+    (lambda t: t.replace("latent_dim: 2", "latent_dims: 2"), "did you mean latent_dim"),
+])
+def test_load_params_from_file(tmp_path, edit, what):
+    path = tmp_path / "other.yaml"
+    path.write_text(edit((REPO_ROOT / "params.yaml").read_text()))
+    with pytest.raises(UserError) as info:
+        load_params(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and what in msg and "\n" not in msg, msg
+
+
+def test_load_params_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not found; run the stage from the repository root"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_stage_with_bad_params_fails_in_one_line(tmp_path):
+    """A stage run with a bad params.yaml prints one error line, exits non-zero and touches nothing.
+
+    (One stage only: each run imports torch, which takes seconds.)
+    """
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["val_fraction"] = 1.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    sentinels = []
+    for folder in ("data/raw", "data/processed"):
+        (tmp_path / folder).mkdir(parents=True)
+        sentinel = tmp_path / folder / "sentinel.txt"
+        sentinel.write_text("keep me\n")
+        sentinels.append((sentinel, sentinel.stat().st_mtime_ns))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VAE_DATA_MIRROR": str(tmp_path / "no-mirror")}
+    result = subprocess.run([sys.executable, "-m", "stages.split"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    expected = "error: params.yaml: val_fraction = 1.5 is not a number strictly between 0 and 1"
+    assert lines[0].startswith(expected), lines[0]
+    assert result.stdout == ""
+    for sentinel, mtime in sentinels:
+        assert sentinel.read_text() == "keep me\n" and sentinel.stat().st_mtime_ns == mtime
+        assert sorted(p.name for p in sentinel.parent.iterdir()) == ["sentinel.txt"]
