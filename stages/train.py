@@ -6,6 +6,7 @@ in reports/train/, and the notebook's per-epoch reconstruction grids.
 """
 
 import logging
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def write_history(state: TrainState) -> None:
 def write_reconstructions(checkpoints: CheckpointDir, val_x: torch.Tensor, seed: int) -> None:
     """recon_epoch_N.png for every epoch, from that epoch's checkpoint (so resumed runs have all)."""
     x = val_x[:RECON_IMAGES]
+    shutil.rmtree(REPORTS / "reconstructions", ignore_errors=True)  # this function writes the whole folder
     for epoch in checkpoints.epochs():
         model = load_model(checkpoints.path_for(epoch), val_x.device)
         with torch.no_grad():

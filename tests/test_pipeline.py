@@ -1,0 +1,133 @@
+"""The whole DVC pipeline in a temporary git repo, with small params.
+
+`dvc repro` makes every declared output; a second `dvc repro` runs nothing;
+`dvc exp run -S latent_dim=3` changes the metrics without rerunning download or
+split; a teammate gets every result through a DVC remote without training.
+Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vae.data.datasets import DATASETS
+from vae.data.download import MIRROR_ENV
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ["download", "split", "train", "evaluate", "sample", "embed-latents", "plot"]
+SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "tsne_subset": 300, "tsne_perplexity": 10,
+         "n_samples": 16, "device": "cpu"}
+
+
+def data_source_reason() -> str | None:
+    """Why no dataset source is reachable, or None when one is."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return None if mirror.startswith(("http://", "https://", "file://")) or Path(mirror).is_dir() \
+            else f"{MIRROR_ENV}={mirror} is not a folder"
+    try:
+        urllib.request.urlopen(DATASETS["MNIST"].urls[0] + "t10k-labels-idx1-ubyte.gz", timeout=5).close()
+    except OSError as err:
+        return f"no {MIRROR_ENV} set and the official MNIST mirror is unreachable ({err})"
+    return None
+
+
+pytestmark = pytest.mark.skipif(data_source_reason() is not None, reason=str(data_source_reason()))
+
+
+def run(cwd: Path, *args: str) -> str:
+    """Run a command with this interpreter's environment first on PATH; return stdout + stderr."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if env.get(MIRROR_ENV) and not env[MIRROR_ENV].startswith(("http://", "https://", "file://")):
+        env[MIRROR_ENV] = str(Path(env[MIRROR_ENV]).resolve())
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def stages_run(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def declared_outputs(repo: Path) -> list[Path]:
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []):
+            paths.append(repo / (entry if isinstance(entry, str) else next(iter(entry))))
+    return paths
+
+
+def git_files(repo: Path) -> list[str]:
+    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                             capture_output=True, text=True, check=True).stdout
+    return [f for f in listing.splitlines() if (repo / f).is_file()]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A copy of the project run once with small params: (repo, first and second repro outputs)."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in git_files(REPO):
+        if not name.startswith(("reports/", "models/")):  # results come from the run, not the copy
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, **SMALL}, sort_keys=False))
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
+    first = run(repo, "dvc", "repro")
+    second = run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    return {"repo": repo, "first": first, "second": second}
+
+
+def test_repro_runs_every_stage_and_makes_every_declared_output(pipeline: dict) -> None:
+    assert stages_run(pipeline["first"]) == STAGES
+    for path in declared_outputs(pipeline["repo"]):
+        assert path.exists(), f"{path} was declared but not written"
+        if path.is_dir():
+            assert any(path.iterdir()), f"{path} is empty"
+    metrics = json.loads((pipeline["repo"] / "reports/evaluate/metrics.json").read_text())
+    assert metrics["iwae_log_likelihood_bound"] < 0 and metrics["loss"] > 0
+
+
+def test_second_repro_is_a_no_op(pipeline: dict) -> None:
+    assert stages_run(pipeline["second"]) == []
+    assert "Data and pipelines are up to date" in pipeline["second"]
+
+
+def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_path: Path) -> None:
+    repo = pipeline["repo"]
+    run(repo, "dvc", "remote", "add", "-d", "teamshare", str(tmp_path / "remote"))
+    run(repo, "git", "add", ".dvc/config")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "remote")
+    run(repo, "dvc", "push")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "pull")
+    for path in declared_outputs(clone):
+        assert path.exists(), f"{path} missing after dvc pull"
+    assert "Data and pipelines are up to date" in run(clone, "dvc", "status")
+    assert stages_run(run(clone, "dvc", "repro")) == []
+
+
+def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict) -> None:
+    repo = pipeline["repo"]
+    output = run(repo, "dvc", "exp", "run", "-S", "latent_dim=3")
+    assert stages_run(output) == ["train", "evaluate", "sample", "embed-latents", "plot"]
+    diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
+    changed = diff["reports/evaluate/metrics.json"]
+    assert changed["loss"]["new"] != changed["loss"]["old"]
+    assert (repo / "reports/sample/traversals.png").exists()
+    assert (repo / "reports/figures/latent_tsne.png").exists()
+    assert not (repo / "reports/sample/manifold.png").exists()
