@@ -1,6 +1,7 @@
 """Shared entry point for the stage scripts: one error line, no traceback."""
 
 import logging
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -23,4 +24,5 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
               file=sys.stderr)
         sys.exit(130)
-    log.info("done in %.1f s", time.perf_counter() - start)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    log.info("done in %.1f s, peak memory %.0f MiB", time.perf_counter() - start, peak_mib)
