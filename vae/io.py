@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vae.errors import UserError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -54,13 +56,20 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Save plain numeric arrays (no object arrays, so loading never needs pickle)."""
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    if any(a.dtype.hasobject for a in arrays.values()):
+        raise TypeError("write_npz stores numeric arrays only; object arrays would need pickle to load")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """Load every array of an ``.npz``; object arrays (which need pickle) are refused."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as err:  # numpy's "Object arrays cannot be loaded when allow_pickle=False"
+        raise UserError(f"{path} holds pickled objects ({err}); delete it and rerun `dvc repro`") from None
 
 
 def write_torch(path: str | Path, obj: Any) -> None:
