@@ -45,3 +45,23 @@ def raw_dir(tmp_path: Path, idx_files: dict[str, bytes]) -> Path:
     for name, data in idx_files.items():
         (raw / name).write_bytes(data)
     return raw
+
+
+@pytest.fixture(scope="session")
+def mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
+    """Real MNIST test images (N, 28, 28) and labels, from data/processed or $VAE_DATA_MIRROR."""
+    from vae.data.datasets import DATASETS
+    from vae.data.download import fetch_verified, mirror_from_env, sources
+    from vae.data.idx import parse_idx
+    from vae.data.split import load_split
+
+    if (REPO_ROOT / "data/processed/test.npz").exists():
+        return load_split(REPO_ROOT / "data/processed", "test")
+    spec = DATASETS["MNIST"]
+    mirror = mirror_from_env()
+    if not mirror:
+        pytest.skip("needs real MNIST: run `dvc repro split` or set VAE_DATA_MIRROR")
+    prefix = sources(spec, mirror)[0]
+    images, labels = (parse_idx(fetch_verified(prefix, name, spec.md5[name], timeout=30), name)
+                      for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    return images, labels

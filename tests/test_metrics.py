@@ -1,11 +1,10 @@
 """Tests of vae.metrics: the IWAE bound against its definition and the ELBO, latent usage, probes.
 
 Small random models and batches keep the file fast on a CPU; only the probe
-test reads real data (data/processed/test.npz) and trains a small VAE for a few seconds.
+test reads real data (the MNIST test set) and trains a small VAE for a few seconds.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
-from vae.data.split import load_split, to_tensor
+from vae.data.split import to_tensor
 from vae.metrics import (
     active_units,
     encode,
@@ -27,8 +26,6 @@ from vae.metrics import (
 )
 from vae.model import VAE, kl_per_dim, reparameterize
 from vae.training import TrainState, train_epoch
-
-PROCESSED = Path("data/processed")
 
 
 def small_model(latent_dim: int = 4, hidden_dim: int = 32, seed: int = 0) -> VAE:
@@ -214,10 +211,8 @@ def test_probes_on_separable_latents():
     assert acc["linear_probe_accuracy"] > 0.9 and acc["knn_accuracy"] > 0.9
 
 
-@pytest.mark.skipif(not (PROCESSED / "test.npz").exists(),
-                    reason="needs data/processed/test.npz; run `dvc repro split` first")
-def test_probes_beat_chance_on_a_briefly_trained_vae():
-    raw, labels = load_split(PROCESSED, "test")
+def test_probes_beat_chance_on_a_briefly_trained_vae(mnist_test_set):
+    raw, labels = mnist_test_set
     x = to_tensor(raw[:6000])
     state = TrainState.new(784, 256, 8, 1e-3, seed=0, device=torch.device("cpu"))
     for epoch in range(1, 5):  # 4 epochs of 50 batches
