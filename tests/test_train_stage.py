@@ -103,11 +103,12 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(clean_run: dict[str, str
     assert digests(workdir) == clean_run
 
 
-def test_ctrl_c_stops_cleanly_keeping_completed_epochs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: int) -> None:
     workdir = make_workdir(tmp_path)
     proc = start_train(workdir)
     wait_for(workdir / "models/checkpoints/epoch_001.pt", proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: train interrupted")
