@@ -11,7 +11,7 @@ from vae.checkpoint import load_model
 from vae.cli import run_stage
 from vae.data.datasets import DATASETS
 from vae.data.split import load_split, to_tensor
-from vae.io import write_csv
+from vae.io import fresh_dir, write_csv
 from vae.latents import latent_table, projections
 from vae.metrics import encode
 from vae.params import load_params
@@ -28,6 +28,7 @@ def main() -> None:
     mu, logvar = encode(model, to_tensor(images, device))
     table = latent_table(mu.cpu().numpy(), logvar.cpu().numpy(), labels, DATASETS[params.dataset_name].classes)
     write_csv(OUT / "latents.csv", table)
+    fresh_dir(OUT / "projections")
     for name, points in projections(table, params.tsne_subset, params.tsne_perplexity, params.seed).items():
         write_csv(OUT / "projections" / f"{name}.csv", points)
         logging.getLogger("vae").info("wrote %s (%d points)", OUT / "projections" / f"{name}.csv", len(points))

@@ -5,6 +5,7 @@ log-likelihood bound, active units, squared error per image and the linear and
 k-NN probe accuracies; kl_per_dim.csv: the KL of each latent dimension.
 """
 
+import logging
 from pathlib import Path
 
 from vae.checkpoint import load_model
@@ -28,6 +29,10 @@ def main() -> None:
                                 to_tensor(test_images, device), test_labels, params.iwae_k, params.seed)
     write_json(OUT / "metrics.json", metrics)
     write_csv(OUT / "kl_per_dim.csv", per_dim)
+    logging.getLogger("vae").info(
+        "test loss %.2f, IWAE bound (K=%d) %.2f, %d active units; wrote %s and %s", metrics["loss"],
+        params.iwae_k, metrics["iwae_log_likelihood_bound"], metrics["active_units"], OUT / "metrics.json",
+        OUT / "kl_per_dim.csv")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ projection (latent_2d.png, or latent_pca.png and latent_tsne.png) coloured by
 class, and reconstructions.png (16 test images above their reconstructions).
 """
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from vae.cli import run_stage
 from vae.data.datasets import DATASETS
 from vae.data.split import load_split, to_tensor
 from vae.figures import latent_scatter, loss_curve, save_grid
+from vae.io import fresh_dir
 from vae.params import load_params
 from vae.training import resolve_device
 
@@ -30,6 +32,7 @@ TITLES = {
 def main() -> None:
     params = load_params()
     device = resolve_device(params.device)
+    fresh_dir(OUT)
     loss_curve(OUT / "loss_curve.png", pd.read_csv("reports/train/history.csv"))
 
     classes = DATASETS[params.dataset_name].classes
@@ -44,6 +47,7 @@ def main() -> None:
     with torch.no_grad():
         x_hat, *_ = model(x, torch.Generator(device).manual_seed(params.seed))
     save_grid(OUT / "reconstructions.png", torch.cat((x, x_hat)), nrow=8)
+    logging.getLogger("vae").info("wrote %s", ", ".join(sorted(p.name for p in OUT.glob("*.png"))))
 
 
 if __name__ == "__main__":

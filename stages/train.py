@@ -6,7 +6,6 @@ in reports/train/, and the notebook's per-epoch reconstruction grids.
 """
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from vae.checkpoint import CheckpointDir, fingerprint, load_model, save_model
 from vae.cli import run_stage
 from vae.data.split import load_split, to_tensor
 from vae.figures import save_grid
-from vae.io import write_csv, write_json
+from vae.io import fresh_dir, write_csv, write_json
 from vae.model import INPUT_DIM
 from vae.params import load_params
 from vae.training import TrainState, fit, resolve_device
@@ -38,7 +37,7 @@ def write_history(state: TrainState) -> None:
 def write_reconstructions(checkpoints: CheckpointDir, val_x: torch.Tensor, seed: int) -> None:
     """recon_epoch_N.png for every epoch, from that epoch's checkpoint (so resumed runs have all)."""
     x = val_x[:RECON_IMAGES]
-    shutil.rmtree(REPORTS / "reconstructions", ignore_errors=True)  # this function writes the whole folder
+    fresh_dir(REPORTS / "reconstructions")
     for epoch in checkpoints.epochs():
         model = load_model(checkpoints.path_for(epoch), val_x.device)
         with torch.no_grad():
