@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from vae import interrupt
 from vae.checkpoint import CheckpointDir, load_trusted
 from vae.errors import UserError
 from vae.io import write_npz
@@ -110,7 +111,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path
     wait_for(workdir / "models/checkpoints/epoch_001.pt", proc)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: train interrupted")
     saved = load_trusted(workdir / "models/checkpoints/epoch_001.pt")
     assert saved["epoch"] == 1 and saved["history"].shape == (1, 7)
@@ -159,3 +160,21 @@ def test_pickled_objects_in_a_checkpoint_are_refused(tmp_path: Path) -> None:
     torch.save({"model": {}, "payload": Path("/etc/passwd")}, path)  # any non-tensor object is pickled
     with pytest.raises(UserError, match="not a plain tensor file"):
         load_trusted(path)
+
+
+def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        interrupt.install()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+        # Had that KeyboardInterrupt been raised inside a finalizer, Python would have dropped it;
+        # the training loop's next check stops all the same.
+        state = TrainState.new(784, 16, 2, 1e-3, 0, torch.device("cpu"))
+        with pytest.raises(KeyboardInterrupt):
+            fit(state, torch.rand(256, 784), torch.rand(10, 784), 128, 1, 0, progress=False)
+        assert state.epoch == 0
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+        monkeypatch.setattr(interrupt, "_requested", False)

@@ -2,11 +2,11 @@
 
 import logging
 import resource
-import signal
 import sys
 import time
 from collections.abc import Callable
 
+from vae import interrupt
 from vae.errors import UserError
 
 log = logging.getLogger("vae")
@@ -15,10 +15,7 @@ log = logging.getLogger("vae")
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage's ``main``, turning user errors and Ctrl-C into one line and an exit code."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly between two Python steps, even
-    # where the parent started us with SIGINT ignored (as shells do for background jobs).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
     start = time.perf_counter()
     try:
         main()

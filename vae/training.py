@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vae import interrupt
 from vae.errors import UserError
 from vae.model import VAE, vae_loss
 
@@ -111,6 +112,7 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
         loss.backward()
         optimizer.step()
         torch.stack((loss.detach(), recon.detach(), kld.detach()), out=sums[i])  # no temporary
+        interrupt.check()
     bad = (~torch.isfinite(sums[:, 0])).nonzero()
     if len(bad):
         raise UserError(f"non-finite loss at epoch {epoch}, batch {int(bad[0]) + 1}; the last good "

@@ -1,0 +1,32 @@
+"""Ctrl-C and SIGTERM that cannot get lost.
+
+Python raises ``KeyboardInterrupt`` wherever the main thread happens to be when a
+signal arrives; if that is inside a finalizer or a callback from C, the exception
+is printed and dropped, and the run goes on. So the handler also sets a flag, and
+long loops call ``check()`` at points where stopping is safe.
+"""
+
+import signal
+from types import FrameType
+
+_requested = False
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    global _requested
+    _requested = True
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM here, even where the parent started us with SIGINT ignored."""
+    global _requested
+    _requested = False
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+
+
+def check() -> None:
+    """Raise ``KeyboardInterrupt`` if a stop was asked for and its first exception was lost."""
+    if _requested:
+        raise KeyboardInterrupt
