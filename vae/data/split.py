@@ -73,5 +73,5 @@ def load_split(processed_dir: str | Path, name: str) -> tuple[np.ndarray, np.nda
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 images (N, 28, 28) -> float32 (N, 784) in [0, 1], as ``ToTensor`` then flatten."""
-    x = torch.from_numpy(images.reshape(len(images), -1)).to(device)
+    x = torch.as_tensor(np.array(images.reshape(len(images), -1)), device=device)  # a writable copy
     return x.to(torch.float32).div_(255)
