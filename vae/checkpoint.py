@@ -88,9 +88,8 @@ class CheckpointDir:
         epochs = self.epochs()
         if not epochs:
             return None
-        latest = min(epochs[-1], num_epochs)
-        candidates = [e for e in epochs if e <= latest]
-        state = load_trusted(self.path_for(candidates[-1])) if candidates else None
+        usable = [e for e in epochs if e <= num_epochs]
+        state = load_trusted(self.path_for(usable[-1])) if usable else None
         if state is None or state["fingerprint"] != fingerprint:
             log.info("checkpoints in %s were made with other params, data or code: starting over",
                      self.path)

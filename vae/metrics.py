@@ -197,7 +197,8 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     metrics["iwae_k"] = int(k)
     mu, logvar = encode(model, test_x)
     variance = variance_of_means(mu)
-    metrics["active_units"] = active_units(mu)
+    active = variance > ACTIVE_THRESHOLD  # as active_units(mu), without computing the variance twice
+    metrics["active_units"] = int(active.sum())
     metrics["mse_per_image"] = reconstruction_mse(model, test_x)
     train_mu, _ = encode(model, train_x)
     metrics.update(probe_accuracies(train_mu, train_y, mu, test_y, seed))
@@ -205,6 +206,6 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
         "dim": np.arange(mu.shape[1]),
         "kl": _numpy(kl_per_dimension(mu, logvar)).astype(np.float64),
         "variance_of_mean": _numpy(variance).astype(np.float64),
-        "active": _numpy(variance > ACTIVE_THRESHOLD),
+        "active": _numpy(active),
     })
     return metrics, per_dim
