@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from vae.model import VAE, images, kl_per_dim, reparameterize, vae_loss
+from vae.model import VAE, images, kl_per_dim, negative_elbo, reparameterize, vae_loss
 
 
 def test_shapes_and_notebook_parameter_names() -> None:
@@ -33,7 +34,7 @@ def test_loss_matches_hand_computation() -> None:
     bce = -(math.log(0.9) + math.log(0.8) + 0.25 * math.log(0.5) + 0.75 * math.log(0.5))
     # KL(N(mu, s^2) || N(0, 1)) = 0.5 * (mu^2 + s^2 - 1 - log s^2), per dimension
     kl = 0.5 * (0.25 + 1 - 1 - 0) + 0.5 * (1 + 4 - 1 - math.log(4.0))
-    loss, recon, kld = vae_loss(x, x_hat, mu, logvar)
+    loss, recon, kld = vae_loss(x, torch.logit(x_hat), mu, logvar)
     assert recon.item() == pytest.approx(bce, rel=1e-6)
     assert kld.item() == pytest.approx(kl, rel=1e-6)
     assert loss.item() == pytest.approx(bce + kl, rel=1e-6)
@@ -42,12 +43,37 @@ def test_loss_matches_hand_computation() -> None:
 
 def test_loss_sums_over_the_batch() -> None:
     torch.manual_seed(0)
-    x, x_hat = torch.rand(4, 784), torch.rand(4, 784).clamp(0.01, 0.99)
+    x, logits = torch.rand(4, 784), torch.randn(4, 784) * 3
     mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
-    whole = vae_loss(x, x_hat, mu, logvar)
-    parts = [vae_loss(x[i:i + 1], x_hat[i:i + 1], mu[i:i + 1], logvar[i:i + 1]) for i in range(4)]
+    whole = vae_loss(x, logits, mu, logvar)
+    parts = [vae_loss(x[i:i + 1], logits[i:i + 1], mu[i:i + 1], logvar[i:i + 1]) for i in range(4)]
     for term, by_image in zip(whole, zip(*parts, strict=True), strict=True):
         assert term.item() == pytest.approx(sum(t.item() for t in by_image), rel=1e-5)
+
+
+def test_recon_is_the_notebooks_bce_of_the_decoder_output_and_exact_where_sigmoid_saturates() -> None:
+    torch.manual_seed(0)
+    model, x = VAE(784, 32, 2), torch.rand(8, 784).pow(3)
+    z = torch.randn(8, 2)
+    notebook = nn.BCELoss(reduction="sum")(model.decoder(z), x)
+    _, recon, _ = vae_loss(x, model.decoder.logits(z), torch.zeros(8, 2), torch.zeros(8, 2))
+    assert recon.item() == pytest.approx(notebook.item(), rel=1e-5)
+    # sigmoid(40) rounds to 1 in float32, so BCELoss's -log(1 - p) is clamped to 100 instead of 40;
+    # sigmoid(-40) = 4e-18 is still representable, and both give -log(p) = 40
+    logits, x = torch.tensor([[40.0, -40.0]]), torch.tensor([[0.0, 1.0]])
+    _, recon, _ = vae_loss(x, logits, torch.zeros(1, 1), torch.zeros(1, 1))
+    assert recon.item() == pytest.approx(80.0, rel=1e-6)
+    assert nn.BCELoss(reduction="sum")(torch.sigmoid(logits), x).item() == pytest.approx(140.0)
+
+
+def test_negative_elbo_is_the_loss_of_the_models_own_forward_pass() -> None:
+    torch.manual_seed(0)
+    model, x = VAE(784, 32, 3), torch.rand(5, 784)
+    x_hat, mu, logvar, _ = model(x, torch.Generator().manual_seed(7))
+    want = vae_loss(x, torch.logit(x_hat.double()), mu.double(), logvar.double())
+    got = negative_elbo(model, x, torch.Generator().manual_seed(7))
+    for g, w in zip(got, want, strict=True):
+        assert g.item() == pytest.approx(w.item(), rel=1e-5)
 
 
 def test_reparameterize_draws_from_the_posterior_and_follows_the_generator() -> None:

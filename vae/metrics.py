@@ -56,9 +56,9 @@ def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Te
     """
     b, c, d = eps.shape
     z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
-    x_hat = model.decoder(z.reshape(b * c, d)).reshape(b, c, -1)
-    log_px_z = -F.binary_cross_entropy(x_hat, x.unsqueeze(1).expand_as(x_hat),
-                                       reduction="none").sum(-1)
+    logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
+    log_px_z = -F.binary_cross_entropy_with_logits(logits, x.unsqueeze(1).expand_as(logits),
+                                                   reduction="none").sum(-1)
     log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
     log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
     return log_px_z + log_pz - log_qz_x

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from vae import interrupt
 from vae.errors import UserError
-from vae.model import VAE, vae_loss
+from vae.model import VAE, negative_elbo
 
 log = logging.getLogger("vae")
 
@@ -106,8 +106,7 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
                                    disable=None if progress else True, mininterval=1.0)):
         # index_select copies whole rows; x[idx] goes through the general indexing kernel, ~4x slower
         xb = x.index_select(0, order[start:start + batch_size])
-        x_hat, mu, logvar, _ = model(xb, state.noise_gen)
-        loss, recon, kld = vae_loss(xb, x_hat, mu, logvar)
+        loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -128,8 +127,7 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int) -> dict[str, float]:
     sums = torch.zeros(3, device=x.device)
     for start in range(0, len(x), EVAL_BATCH):
         xb = x[start:start + EVAL_BATCH]
-        x_hat, mu, logvar, _ = model(xb, gen)
-        sums += torch.stack(vae_loss(xb, x_hat, mu, logvar))
+        sums += torch.stack(negative_elbo(model, xb, gen))
     return dict(zip(TERMS, (sums / len(x)).tolist()))
 
 
