@@ -20,6 +20,12 @@ Alternating means both see the same machine load, which matters on a shared mach
 ``pipeline``
     What the train stage runs: ``TrainState.new``, ``vae.training.train_epoch`` and
     ``evaluate_elbo`` on the whole split held as one float tensor (``vae.data.split``).
+``GEMM floor``
+    Not a way of training: the matrix multiplies of one training epoch and nothing else,
+    the same shapes and layouts as the pipeline's forward and backward passes, into
+    preallocated outputs. Any float32 implementation of the model has to do this work, so
+    its time bounds how fast an epoch can be on this device, and ``notebook/floor`` bounds
+    the speed-up any loop could reach. Timed after each pipeline epoch.
 
 How to read the output
 ----------------------
@@ -29,6 +35,8 @@ One line per epoch as it finishes, then a table:
   ``median`` is over epochs, so the first epoch's warm-up does not dominate.
 * ``notebook/pipeline``: ratio of the two epochs run back to back (1st with 1st, ...); the
   median of these ratios is the headline speed-up, robust to load that comes and goes.
+  ``pipeline/floor`` says how far the pipeline is from the GEMM floor, ``notebook/floor`` the
+  largest speed-up possible.
 * ``images/s``: training images per second at the median epoch time.
 * ``peak extra MiB``: on the CPU, how far the process's peak resident memory (VmHWM) rose above
   its resident memory at the start of that variant's epochs (the peak is reset before each
@@ -45,6 +53,7 @@ Timings on a shared machine are noisy; rerun and compare ratios rather than seco
 
 import argparse
 import gzip
+import math
 import os
 import platform
 import resource
@@ -57,6 +66,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +252,38 @@ def pipeline_variant(processed_dir: Path, device: torch.device) -> Variant:
     )
 
 
+@torch.no_grad()
+def gemm_floor_epoch(n_train: int, device: torch.device) -> float:
+    """Seconds for the matrix multiplies of one training epoch of the VAE, and nothing else.
+
+    Per batch, for each linear layer: the forward ``addmm``, the weight gradient
+    ``grad_out.t() @ input`` as autograd computes it for ``nn.Linear``, and, except for the
+    first layer (its input is the data), the input gradient ``grad_out @ weight``.
+    """
+    with torch.device("meta"):  # shapes only: draws nothing from the notebook's global RNG
+        layers = [m for m in VAE(INPUT_DIM, HIDDEN_DIM, LATENT_DIM).modules() if isinstance(m, nn.Linear)]
+    gen = torch.Generator(device=device).manual_seed(SEED)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=gen, device=device)
+
+    ops: list[Callable[[], torch.Tensor]] = []
+    for i, layer in enumerate(layers):
+        w, b = rand(*layer.weight.shape), rand(layer.out_features)
+        x, g = rand(BATCH_SIZE, layer.in_features), rand(BATCH_SIZE, layer.out_features)
+        ops.append(partial(torch.addmm, b, x, w.t(), out=torch.empty_like(g)))
+        ops.append(partial(torch.mm, g.t(), x, out=torch.empty_like(w)))
+        if i:
+            ops.append(partial(torch.mm, g, w, out=torch.empty_like(x)))
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(math.ceil(n_train / BATCH_SIZE)):
+        for op in ops:
+            op()
+    sync(device)
+    return time.perf_counter() - start
+
+
 # --- running ------------------------------------------------------------------------------------
 
 def torchvision_root(data_dir: Path, tmp: Path) -> Path:
@@ -285,7 +327,7 @@ def run_epoch(variant: Variant, epoch: int, device: torch.device) -> None:
           f"val {variant.val_s[-1]:5.2f} s | val loss {variant.val_loss[-1]:.4f}", flush=True)
 
 
-def report(a: Variant, b: Variant, device: torch.device, workers_mib: float) -> bool:
+def report(a: Variant, b: Variant, floor_s: list[float], device: torch.device, workers_mib: float) -> bool:
     """Print the table; return whether the final validation losses agree within tolerance."""
     ratios = [ta / tb for ta, tb in zip(a.train_s, b.train_s)]
     epochs = len(ratios)
@@ -302,6 +344,9 @@ def report(a: Variant, b: Variant, device: torch.device, workers_mib: float) -> 
     for v in (a, b):
         row(f"{v.name} train s", v.train_s, ".2f")
     row("notebook/pipeline", ratios, ".2f")
+    row("GEMM floor s", floor_s, ".2f")
+    row("pipeline/floor", [tb / tf for tb, tf in zip(b.train_s, floor_s)], ".2f")
+    row("notebook/floor", [ta / tf for ta, tf in zip(a.train_s, floor_s)], ".2f")
     for v in (a, b):
         row(f"{v.name} val s", v.val_s, ".2f")
     for v in (a, b):
@@ -350,11 +395,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{b.n_train}; rerun the split stage with train_subset: 0")
         print(f"{a.n_train} training images, batch {BATCH_SIZE}, {args.epochs} epochs each, alternating\n",
               flush=True)
+        floor_s: list[float] = []
         for epoch in range(1, args.epochs + 1):
             for variant in (a, b):
                 run_epoch(variant, epoch, device)
+            floor_s.append(gemm_floor_epoch(b.n_train, device))
+            print(f"  epoch {epoch} GEMM floor {floor_s[-1]:6.2f} s", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at end")
-    return 0 if report(a, b, device, children_peak_mib()) else 1
+    return 0 if report(a, b, floor_s, device, children_peak_mib()) else 1
 
 
 if __name__ == "__main__":
