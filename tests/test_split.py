@@ -123,6 +123,15 @@ def test_train_subset_keeps_first_n_of_train_split(raw_dir, tmp_path):
     np.testing.assert_array_equal(load_npz(out / "val.npz")["index"], val_idx)  # val unaffected
 
 
+def test_train_subset_larger_than_the_split_is_a_user_error(raw_dir, tmp_path):
+    out = tmp_path / "processed"
+    assert make_splits(raw_dir, out, 0.2, seed=3, train_subset=40)["train"] == 40  # all of them
+    with pytest.raises(UserError, match=r"train_subset = 41 but the training split has 40 images; "
+                                        r"set it to at most 40"):
+        make_splits(raw_dir, tmp_path / "other", 0.2, seed=3, train_subset=41)
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize("prefix, images, labels",
                          [("train", FILES[0], FILES[1]), ("t10k", FILES[2], FILES[3])])
 def test_mismatched_counts_are_a_user_error(raw_dir, tmp_path, idx_arrays, prefix, images, labels):

@@ -43,12 +43,15 @@ def make_splits(raw_dir: str | Path, out_dir: str | Path, val_fraction: float, s
                 train_subset: int = 0) -> dict[str, int]:
     """Write ``train.npz``, ``val.npz`` and ``test.npz`` (images, labels, original index).
 
-    ``train_subset > 0`` keeps only that many training images (for quick runs).
-    Returns the number of images in each split.
+    ``train_subset > 0`` keeps only that many training images (for quick runs); more
+    than the training split holds is a ``UserError``. Returns the number of images in each split.
     """
     images, labels = read_raw(raw_dir, "train")
     test_images, test_labels = read_raw(raw_dir, "t10k")
     train_idx, val_idx = split_indices(len(images), val_fraction, seed)
+    if train_subset > len(train_idx):
+        raise UserError(f"train_subset = {train_subset} but the training split has {len(train_idx)} "
+                        f"images; set it to at most {len(train_idx)}, or 0 for all, in params.yaml")
     if train_subset:
         train_idx = train_idx[:train_subset]
     parts = {
