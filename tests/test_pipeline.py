@@ -131,3 +131,13 @@ def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict
     assert (repo / "reports/sample/traversals.png").exists()
     assert (repo / "reports/figures/latent_tsne.png").exists()
     assert not (repo / "reports/sample/manifold.png").exists()
+
+
+def test_plots_show_draws_every_plot_on_a_utf8_page(pipeline: dict, tmp_path: Path) -> None:
+    run(pipeline["repo"], "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
+    page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
+    assert '<meta charset="utf-8">' in page  # .dvc/plots/page.html, set in .dvc/config
+    for title in ("Loss", "Reconstruction and KL", "KL per latent dimension",
+                  "reports/latents/projections/"):
+        assert title in page, f"plot {title!r} missing from dvc plots show"
+    assert "dimension_number" in page  # .dvc/plots/kl_bars.json orders the bars by dimension
