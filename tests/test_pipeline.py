@@ -1,8 +1,9 @@
 """The whole DVC pipeline in a temporary git repo, with small params.
 
-`dvc repro` makes every declared output; a second `dvc repro` runs nothing;
-`dvc exp run -S latent_dim=3` changes the metrics without rerunning download or
-split; a teammate gets every result through a DVC remote without training.
+`dvc repro` makes every declared output; a second `dvc repro` runs nothing; a bad
+training param fails without losing the last results; `dvc exp run -S latent_dim=3`
+changes the metrics without rerunning download or split; a teammate gets every result
+through a DVC remote without training; `dvc plots show` draws every plot.
 Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
 """
 
@@ -42,13 +43,17 @@ def data_source_reason() -> str | None:
 pytestmark = pytest.mark.skipif(data_source_reason() is not None, reason=str(data_source_reason()))
 
 
-def run(cwd: Path, *args: str) -> str:
-    """Run a command with this interpreter's environment first on PATH; return stdout + stderr."""
+def run(cwd: Path, *args: str, fails: bool = False) -> str:
+    """Run a command with this interpreter's environment first on PATH; return stdout + stderr.
+
+    Asserts that it succeeds, or with ``fails=True`` that it exits non-zero.
+    """
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if env.get(MIRROR_ENV) and not env[MIRROR_ENV].startswith(("http://", "https://", "file://")):
         env[MIRROR_ENV] = str(Path(env[MIRROR_ENV]).resolve())
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert (proc.returncode != 0) == fails, \
+        f"{' '.join(args)} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
 
@@ -119,6 +124,23 @@ def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_pat
         assert path.exists(), f"{path} missing after dvc pull"
     assert "Data and pipelines are up to date" in run(clone, "dvc", "status")
     assert stages_run(run(clone, "dvc", "repro")) == []
+
+
+def test_a_bad_train_param_keeps_the_last_results(pipeline: dict) -> None:
+    """DVC deletes a stage's outputs just before running it unless they persist, as train's do."""
+    repo = pipeline["repo"]
+    outputs = [repo / "models/model.pt", repo / "reports/train/metrics.json", repo / "reports/train/history.csv",
+               *sorted((repo / "reports/train/reconstructions").iterdir())]
+    before = [path.read_bytes() for path in outputs]
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load(params), "lr": -1.0}, sort_keys=False))
+    try:
+        output = run(repo, "dvc", "repro", fails=True)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert "error: params.yaml: lr = -1.0 is not a finite number > 0; fix it in params.yaml" in output
+    assert [path.read_bytes() for path in outputs] == before
+    assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
 
 
 def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict) -> None:
