@@ -52,7 +52,10 @@ class Decoder(nn.Module):
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """The pre-sigmoid outputs a, with x_hat = sigmoid(a); losses are computed from these."""
-        return self.net[:-1](z)
+        *layers, _sigmoid = self.net  # not self.net[:-1], which builds a new Sequential per call
+        for layer in layers:
+            z = layer(z)
+        return z
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
