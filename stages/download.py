@@ -1,17 +1,17 @@
-"""download: fetch and verify the four IDX files of ``dataset_name`` into data/raw/."""
+"""download: fetch and verify the four IDX files of ``dataset_name``."""
+
+import argparse
 
 from vae.cli import run_stage
 from vae.data.datasets import DATASETS
 from vae.data.download import download_dataset, mirror_from_env
 from vae.params import load_params
 
-OUT_DIR = "data/raw"
 
-
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     params = load_params()
-    download_dataset(DATASETS[params.dataset_name], OUT_DIR, mirror_from_env())
+    download_dataset(DATASETS[params.dataset_name], args.out, mirror_from_env())
 
 
 if __name__ == "__main__":
-    run_stage("download", main)
+    run_stage("download", main, "out")

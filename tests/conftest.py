@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root and small synthetic IDX datasets."""
+"""Shared fixtures: small synthetic IDX datasets and the real MNIST test set."""
 
 from pathlib import Path
 
@@ -9,11 +9,6 @@ from vae.data.datasets import FILES
 from vae.data.idx import format_idx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return REPO_ROOT
 
 
 def synthetic_arrays(n_train: int = 50, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
@@ -56,7 +51,7 @@ def mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
     from vae.data.split import load_split
 
     if (REPO_ROOT / "data/processed/test.npz").exists():
-        return load_split(REPO_ROOT / "data/processed", "test")
+        return load_split(REPO_ROOT / "data/processed/test.npz")
     spec = DATASETS["MNIST"]
     mirror = mirror_from_env()
     if not mirror:

@@ -1,7 +1,8 @@
 """The whole DVC pipeline in a temporary git repo, with small params.
 
-`dvc repro` makes every declared output; a second `dvc repro` runs nothing; a bad
-training param fails without losing the last results; `dvc exp run -S latent_dim=3`
+`dvc repro` makes exactly the declared outputs; a second `dvc repro` runs nothing; a bad
+training param fails without losing the last results; a typo'd key is rejected even when
+no stage reads it; `dvc exp run -S latent_dim=3`
 changes the metrics without rerunning download or split; a teammate gets every result
 through a DVC remote without training; `dvc plots show` draws every plot.
 Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
@@ -20,9 +21,10 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.data.download import MIRROR_ENV
+from vae.pipeline import read_stage
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ["download", "split", "train", "evaluate", "sample", "embed-latents", "plot"]
+STAGES = ["check-params", "download", "split", "train", "evaluate", "sample", "embed-latents", "plot"]
 SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "tsne_subset": 300, "tsne_perplexity": 10,
          "n_samples": 16, "device": "cpu"}
 
@@ -62,12 +64,7 @@ def stages_run(output: str) -> list[str]:
 
 
 def declared_outputs(repo: Path) -> list[Path]:
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    paths = []
-    for stage in stages.values():
-        for entry in stage.get("outs", []) + stage.get("metrics", []):
-            paths.append(repo / (entry if isinstance(entry, str) else next(iter(entry))))
-    return paths
+    return [repo / out for stage in STAGES for out in read_stage(stage, repo / "dvc.yaml").outs]
 
 
 def git_files(repo: Path) -> list[str]:
@@ -96,12 +93,18 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"repo": repo, "first": first, "second": second}
 
 
-def test_repro_runs_every_stage_and_makes_every_declared_output(pipeline: dict) -> None:
+def test_repro_runs_every_stage_and_makes_exactly_the_declared_outputs(pipeline: dict) -> None:
+    repo = pipeline["repo"]
     assert stages_run(pipeline["first"]) == STAGES
-    for path in declared_outputs(pipeline["repo"]):
+    declared = declared_outputs(repo)
+    for path in declared:
         assert path.exists(), f"{path} was declared but not written"
         if path.is_dir():
             assert any(path.iterdir()), f"{path} is empty"
+    written = [p for folder in ("data", "models", "reports") for p in (repo / folder).rglob("*")
+               if p.is_file() and p.name != ".gitignore"]  # DVC writes the .gitignore files
+    undeclared = [p for p in written if not any(p == out or out in p.parents for out in declared)]
+    assert undeclared == [], f"written but not declared in dvc.yaml: {undeclared}"
     metrics = json.loads((pipeline["repo"] / "reports/evaluate/metrics.json").read_text())
     assert metrics["iwae_log_likelihood_bound"] < 0 and metrics["loss"] > 0
 
@@ -129,8 +132,7 @@ def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_pat
 def test_a_bad_train_param_keeps_the_last_results(pipeline: dict) -> None:
     """DVC deletes a stage's outputs just before running it unless they persist, as train's do."""
     repo = pipeline["repo"]
-    outputs = [repo / "models/model.pt", repo / "reports/train/metrics.json", repo / "reports/train/history.csv",
-               *sorted((repo / "reports/train/reconstructions").iterdir())]
+    outputs = [p for folder in ("models", "reports") for p in sorted((repo / folder).rglob("*")) if p.is_file()]
     before = [path.read_bytes() for path in outputs]
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load(params), "lr": -1.0}, sort_keys=False))
@@ -139,14 +141,28 @@ def test_a_bad_train_param_keeps_the_last_results(pipeline: dict) -> None:
     finally:
         (repo / "params.yaml").write_text(params)
     assert "error: params.yaml: lr = -1.0 is not a finite number > 0; fix it in params.yaml" in output
+    assert stages_run(output) == ["check-params"]
     assert [path.read_bytes() for path in outputs] == before
+    assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
+
+
+def test_a_typo_key_is_rejected_even_when_no_stage_reads_it(pipeline: dict) -> None:
+    repo = pipeline["repo"]
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params + "latent_dims: 8\n")
+    try:
+        output = run(repo, "dvc", "repro", fails=True)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert "error: params.yaml: unknown key 'latent_dims'; did you mean latent_dim?" in output
+    assert stages_run(output) == ["check-params"]
     assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
 
 
 def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict) -> None:
     repo = pipeline["repo"]
     output = run(repo, "dvc", "exp", "run", "-S", "latent_dim=3")
-    assert stages_run(output) == ["train", "evaluate", "sample", "embed-latents", "plot"]
+    assert stages_run(output) == ["check-params", "train", "evaluate", "sample", "embed-latents", "plot"]
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
     changed = diff["reports/evaluate/metrics.json"]
     assert changed["loss"]["new"] != changed["loss"]["old"]

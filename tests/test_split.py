@@ -99,7 +99,7 @@ def test_make_splits_writes_pickle_free_npz(raw_dir, tmp_path, idx_arrays):
     np.testing.assert_array_equal(parts["train"]["index"], train_idx)
     np.testing.assert_array_equal(parts["val"]["index"], val_idx)
     np.testing.assert_array_equal(parts["test"]["index"], np.arange(10))
-    images, labels = load_split(out, "val")
+    images, labels = load_split(out / "val.npz")
     np.testing.assert_array_equal(images, parts["val"]["images"])
     np.testing.assert_array_equal(labels, parts["val"]["labels"])
     assert not list(out.glob(".*"))  # no temporary files left
@@ -160,7 +160,7 @@ def test_corrupt_raw_file_names_it(raw_dir, tmp_path):
 
 def test_load_split_missing(tmp_path):
     with pytest.raises(UserError, match="dvc repro split"):
-        load_split(tmp_path, "train")
+        load_split(tmp_path / "train.npz")
 
 
 def test_to_tensor_scales_and_flattens():

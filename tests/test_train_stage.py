@@ -1,15 +1,19 @@
-"""The train stage end to end on small synthetic data: determinism, kill-and-resume, Ctrl-C, NaN.
+"""The train stage end to end on small synthetic data: determinism, kill-and-resume, Ctrl-C, NaN,
+what the saved state is keyed on, and what a run keeps on disk.
 
-Each run is a real ``python -m stages.train`` subprocess in a temporary working
-folder holding params.yaml and data/processed/{train,val}.npz.
+Each run is the real command of dvc.yaml's train stage, in a temporary working folder
+holding a copy of dvc.yaml, the code it lists, params.yaml and data/processed. Kills
+and interrupts are injected at an exact batch (``VAE_SIGNAL_AT``), never raced with a timer.
 """
 
 import hashlib
+import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +22,24 @@ import torch
 import yaml
 
 from vae import interrupt
-from vae.checkpoint import CheckpointDir, load_trusted
+from vae.checkpoint import TrainingRecord
 from vae.errors import UserError
-from vae.io import write_npz
+from vae.io import load_torch, write_npz
+from vae.pipeline import read_stage
 from vae.training import TrainState, fit
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 4
-N_TRAIN = 12_000  # ~1 s per epoch on 2 cores with the default model: long enough to kill mid-epoch
+N_TRAIN = 6_000
 
 
 def make_workdir(path: Path, **overrides: object) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "dvc.yaml", path / "dvc.yaml")
+    for package in ("stages", "vae"):
+        shutil.copytree(REPO / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update({"num_epochs": EPOCHS, "device": "cpu", "latent_dim": 2, **overrides})
-    path.mkdir(parents=True, exist_ok=True)
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     rng = np.random.default_rng(0)
     for name, n in (("train", N_TRAIN), ("val", 500)):
@@ -42,124 +50,160 @@ def make_workdir(path: Path, **overrides: object) -> Path:
     return path
 
 
-def start_train(workdir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=workdir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def set_params(workdir: Path, **changes: object) -> None:
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    (workdir / "params.yaml").write_text(yaml.safe_dump({**params, **changes}))
 
 
-def run_train(workdir: Path) -> subprocess.CompletedProcess:
-    proc = start_train(workdir)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+def train(workdir: Path, signal_at: str = "", returncode: int = 0) -> str:
+    """Run dvc.yaml's train command in ``workdir``; return its stderr (the log)."""
+    env = {k: v for k, v in os.environ.items() if k != interrupt.SIGNAL_AT_ENV}
+    if signal_at:
+        env[interrupt.SIGNAL_AT_ENV] = signal_at
+    cmd = shlex.split(read_stage("train", workdir / "dvc.yaml").cmd)
+    proc = subprocess.run([sys.executable, *cmd[1:]], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == returncode, proc.stderr
+    return proc.stderr
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-
-
-def digests(workdir: Path) -> dict[str, str]:
-    """SHA-256 of every file the stage wrote (model, checkpoints, reports)."""
+def digests(workdir: Path, leave_out: tuple[str, ...] = ()) -> dict[str, str]:
+    """SHA-256 of every file the stage wrote (model, epochs, state, reports)."""
     files = [p for d in ("models", "reports") for p in sorted((workdir / d).rglob("*")) if p.is_file()]
-    return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
+            if str(p.relative_to(workdir)) not in leave_out}
+
+
+def epochs_trained(log: str) -> list[int]:
+    return [int(line.split()[2].split("/")[0]) for line in log.splitlines() if line.startswith("[train] epoch ")]
 
 
 @pytest.fixture(scope="module")
-def clean_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     workdir = make_workdir(tmp_path_factory.mktemp("clean"))
-    run_train(workdir)
-    return digests(workdir)
+    assert epochs_trained(train(workdir)) == [1, 2, 3, 4]
+    return workdir, digests(workdir)
 
 
-def test_outputs_of_a_clean_run(clean_run: dict[str, str]) -> None:
-    expected = {"models/model.pt", "reports/train/history.csv", "reports/train/metrics.json",
-                *(f"models/checkpoints/epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)),
-                *(f"reports/train/reconstructions/recon_epoch_{e}.png" for e in range(1, EPOCHS + 1))}
-    assert set(clean_run) == expected
+def test_a_run_keeps_weights_per_epoch_and_one_training_state(clean: tuple[Path, dict[str, str]]) -> None:
+    workdir, files = clean
+    assert set(files) == {"models/model.pt", "models/train_state.pt", "reports/train/history.csv",
+                          "reports/train/metrics.json",
+                          *(f"models/epochs/epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)),
+                          *(f"reports/train/reconstructions/recon_epoch_{e}.png" for e in range(1, EPOCHS + 1))}
+    assert files["models/model.pt"] == files[f"models/epochs/epoch_{EPOCHS:03d}.pt"]  # DVC stores it once
+    assert set(load_torch(workdir / "models/epochs/epoch_001.pt")) == {"config", "model"}  # weights only
+    model_size = (workdir / "models/model.pt").stat().st_size
+    cached = sum(p.stat().st_size for p in (workdir / "models").rglob("*") if p.is_file())
+    # one model size per epoch, one for model.pt, three for the state (weights and Adam's two moments):
+    # 24 for the default 20 epochs, against 61 when every epoch kept a full training state
+    assert cached <= 1.01 * (EPOCHS + 4) * model_size, cached / model_size
 
 
-def test_two_clean_runs_are_byte_identical(clean_run: dict[str, str], tmp_path: Path) -> None:
+def test_two_clean_runs_are_byte_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path)
-    run_train(workdir)
-    assert digests(workdir) == clean_run
+    train(workdir)
+    assert digests(workdir) == clean[1]
 
 
-def test_sigkill_mid_epoch_then_resume_is_bit_identical(clean_run: dict[str, str], tmp_path: Path) -> None:
+def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path)
-    proc = start_train(workdir)
-    wait_for(workdir / "models/checkpoints/epoch_002.pt", proc)
-    time.sleep(0.2)  # inside epoch 3
-    proc.kill()
-    proc.wait()
-    assert CheckpointDir(workdir / "models/checkpoints").epochs() == [1, 2]
-    assert not (workdir / "models/model.pt").exists()
+    train(workdir, signal_at="SIGKILL@3.5", returncode=-signal.SIGKILL)
+    record = TrainingRecord(*(workdir / p for p in ("models/model.pt", "models/epochs", "models/train_state.pt",
+                                                    "reports/train/reconstructions", "reports/train/history.csv",
+                                                    "reports/train/metrics.json")))
+    assert record.saved_epochs() == [1, 2] and load_torch(record.state)["epoch"] == 2
+    assert not record.model.exists()
+    # metrics and history follow the run epoch by epoch, so `dvc exp show` shows its progress
+    assert json.loads(record.metrics.read_text())["epoch"] == 2
+    assert len(record.history.read_text().splitlines()) == 1 + 2
 
-    resumed = run_train(workdir)
-    assert "resuming from models/checkpoints/epoch_002.pt" in resumed.stderr
-    assert digests(workdir) == clean_run
+    log = train(workdir)
+    assert "resuming from models/train_state.pt (epoch 2" in log and epochs_trained(log) == [3, 4]
+    assert digests(workdir) == clean[1]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: int) -> None:
+def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: signal.Signals) -> None:
     workdir = make_workdir(tmp_path)
-    proc = start_train(workdir)
-    wait_for(workdir / "models/checkpoints/epoch_001.pt", proc)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    err = train(workdir, signal_at=f"{signum.name}@2.3", returncode=130)
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: train interrupted")
-    saved = load_trusted(workdir / "models/checkpoints/epoch_001.pt")
+    saved = load_torch(workdir / "models/train_state.pt")
     assert saved["epoch"] == 1 and saved["history"].shape == (1, 7)
     assert not (workdir / "models/model.pt").exists()
 
 
-def test_changed_params_start_over(clean_run: dict[str, str], tmp_path: Path) -> None:
+def test_a_bad_signal_injection_is_one_error_line(tmp_path: Path) -> None:
+    err = train(make_workdir(tmp_path), signal_at="KILL at 3", returncode=1)
+    assert err.strip().splitlines() == [
+        "error: VAE_SIGNAL_AT = 'KILL at 3' is not SIGNAME@EPOCH.BATCH (e.g. SIGKILL@3.5); unset it or fix it"]
+
+
+def test_an_unchanged_rerun_resumes_and_trains_nothing(clean: tuple[Path, dict[str, str]]) -> None:
+    workdir, files = clean
+    log = train(workdir)
+    assert f"resuming from models/train_state.pt (epoch {EPOCHS}" in log and epochs_trained(log) == []
+    assert digests(workdir) == files
+
+
+def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple[Path, dict[str, str]],
+                                                                     tmp_path: Path) -> None:
+    """vae/data/split.py is a dependency of train in dvc.yaml that no hand-kept list named before."""
+    workdir = make_workdir(tmp_path)
+    shutil.copytree(clean[0] / "models", workdir / "models")
+    shutil.copytree(clean[0] / "reports", workdir / "reports")
+    with open(workdir / "vae/data/split.py", "a") as f:
+        f.write("# a change DVC sees\n")
+    log = train(workdir)
+    assert "made with other params, data or code: starting over" in log
+    assert epochs_trained(log) == [1, 2, 3, 4]
+
+
+def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path, num_epochs=1, lr=0.002)
-    run_train(workdir)  # leaves a checkpoint made with lr 0.002
-    (workdir / "params.yaml").write_text((workdir / "params.yaml").read_text().replace("lr: 0.002", "lr: 0.001")
-                                         .replace("num_epochs: 1", f"num_epochs: {EPOCHS}"))
-    rerun = run_train(workdir)
-    assert "made with other params, data or code: starting over" in rerun.stderr
-    assert digests(workdir) == clean_run
+    train(workdir)  # leaves a state trained with lr 0.002
+    set_params(workdir, lr=0.001, num_epochs=EPOCHS)
+    log = train(workdir)
+    assert "made with other params, data or code: starting over" in log and epochs_trained(log) == [1, 2, 3, 4]
+    assert digests(workdir) == clean[1]
 
 
-def test_fewer_epochs_reuse_checkpoints_and_match_a_shorter_run(tmp_path: Path) -> None:
+def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) -> None:
     short = make_workdir(tmp_path / "short", num_epochs=2)
-    run_train(short)
+    train(short)
     longer = make_workdir(tmp_path / "long", num_epochs=3)
-    run_train(longer)
-    (longer / "params.yaml").write_text((longer / "params.yaml").read_text().replace("num_epochs: 3",
-                                                                                     "num_epochs: 2"))
-    rerun = run_train(longer)
-    assert "resuming from models/checkpoints/epoch_002.pt" in rerun.stderr
-    assert digests(longer) == digests(short)
+    train(longer)
+    three = digests(longer)
+    set_params(longer, num_epochs=2)
+    assert epochs_trained(train(longer)) == []
+    # the same model, reports and epochs as a 2-epoch run; the state stays at epoch 3 for a later raise
+    assert digests(longer, ("models/epochs/epoch_003.pt", "models/train_state.pt")) == \
+        digests(short, ("models/train_state.pt",))
+    set_params(longer, num_epochs=3)
+    assert epochs_trained(train(longer)) == []
+    assert digests(longer) == three
 
 
-def test_non_finite_loss_names_epoch_and_batch_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_last_good_state(tmp_path: Path) -> None:
     state = TrainState.new(784, 32, 2, 1e-3, 0, torch.device("cpu"))
     x = torch.rand(300, 784)
-    checkpoints = CheckpointDir(tmp_path)
+    saved = []
 
     def save_then_break(s: TrainState) -> None:
-        checkpoints.save(s.epoch, s.to_dict("run"))
+        saved.append(s.epoch)
         with torch.no_grad():  # poison the weights: epoch 2's first batch goes NaN
             s.model.decoder.net[4].bias.fill_(float("nan"))
 
     with pytest.raises(UserError, match=r"non-finite loss at epoch 2, batch 1; the last good checkpoint"):
         fit(state, x, x[:50], batch_size=128, num_epochs=3, seed=0, on_epoch=save_then_break, progress=False)
-    assert checkpoints.epochs() == [1]
+    assert saved == [1]
 
 
-def test_pickled_objects_in_a_checkpoint_are_refused(tmp_path: Path) -> None:
+def test_pickled_objects_in_a_training_state_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": Path("/etc/passwd")}, path)  # any non-tensor object is pickled
     with pytest.raises(UserError, match="not a plain tensor file"):
-        load_trusted(path)
+        load_torch(path)
 
 
 def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.MonkeyPatch) -> None:

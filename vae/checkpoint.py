@@ -1,37 +1,42 @@
-"""Checkpoints and model files: what they hold, how they are named, and safe loading.
+"""What a training run keeps, and who decides when it is still valid.
 
-Everything is saved with ``torch.save`` of tensors and plain containers and
-loaded with ``weights_only=True``, so a file from elsewhere cannot run code.
+Per epoch, as the notebook: the model's weights (``epoch_001.pt``, ... in the epochs
+folder) and a reconstruction grid drawn when the epoch ends. Once: the full training
+state of the last completed epoch (weights, Adam moments, both generators, the loss
+history), from which a killed run continues bit-identically. ``model.pt`` is the
+weights file of epoch ``num_epochs``, byte for byte (DVC stores it once).
+
+The saved state is reused only if its *run key* matches: a hash of everything DVC
+keys the train stage on (command, dependencies, params), read from dvc.yaml itself.
+The one exception is ``num_epochs``: the first N epochs of a longer run are a
+shorter run, so lowering it reuses the saved weights and raising it continues.
+
+Everything is written with ``torch.save`` of tensors and plain containers and read
+with ``vae.io.load_torch`` (``weights_only=True``), so a file from elsewhere cannot run code.
 """
 
 import hashlib
 import json
 import logging
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
-from vae.errors import UserError
-from vae.io import write_torch
+from vae.figures import reconstruction_grid
+from vae.io import load_torch, write_bytes, write_csv, write_json, write_torch
 from vae.model import VAE
+from vae.params import Params
+from vae.pipeline import read_stage
+from vae.training import TrainState
 
 log = logging.getLogger("vae")
 
-_NAME = re.compile(r"epoch_(\d+)\.pt")
-
-
-def load_trusted(path: str | Path, device: torch.device | str = "cpu") -> Any:
-    """``torch.load`` that refuses pickled objects (only tensors and plain containers load)."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; run the stage that makes it (`dvc repro`)") from None
-    except Exception as err:  # weights_only raises UnpicklingError, or RuntimeError for a bad zip
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path} is not a plain tensor file this pipeline wrote ({first}); "
-                        "delete it and rerun `dvc repro`") from None
+EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
+NOT_IN_RUN_KEY = ("num_epochs",)  # a shorter run is a prefix of a longer one
 
 
 def save_model(path: str | Path, model: VAE) -> None:
@@ -39,69 +44,103 @@ def save_model(path: str | Path, model: VAE) -> None:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> VAE:
-    """Rebuild the VAE of a model file or a training checkpoint, in eval mode.
+    """Rebuild the VAE of a model file, a per-epoch weights file or a training state, in eval mode.
 
-    Both store the architecture (``config``) beside the weights (``model``).
+    All three store the architecture (``config``) beside the weights (``model``).
     """
-    saved = load_trusted(path, device)
+    saved = load_torch(path, device)
     model = VAE(**saved["config"]).to(device)
     model.load_state_dict(saved["model"])
     return model.eval()
 
 
-def fingerprint(settings: dict[str, Any], files: list[Path]) -> str:
-    """A hash of what determines a training run: settings, data files and training code."""
-    code = [Path(__file__).with_name(name) for name in ("model.py", "training.py")]
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in [*files, *code]:
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+def _hash_path(h: "hashlib._Hash", path: Path) -> None:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        h.update(str(file.relative_to(path) if path.is_dir() else file).encode())
+        h.update(hashlib.sha256(file.read_bytes()).digest())
+
+
+def run_key(stage: str, params: Params, device: torch.device, dvc_yaml: str | Path = "dvc.yaml") -> str:
+    """A hash of the stage's command, every dependency and every param it lists in ``dvc_yaml``.
+
+    ``device`` enters as the device type it resolved to (``auto`` and ``cpu`` train the
+    same on a CPU machine); ``num_epochs`` does not enter (see the module docstring).
+    """
+    spec = read_stage(stage, dvc_yaml)
+    values = asdict(params) | {"device": device.type}
+    settings = {key: values[key] for key in spec.params if key not in NOT_IN_RUN_KEY}
+    h = hashlib.sha256(json.dumps({"cmd": spec.cmd, "params": settings}, sort_keys=True).encode())
+    for dep in spec.deps:
+        if not Path(dep).exists():
+            raise FileNotFoundError(f"{dep}, a dependency of {stage} in {dvc_yaml}, is missing")
+        _hash_path(h, Path(dep))
     return h.hexdigest()
 
 
-class CheckpointDir:
-    """A folder of per-epoch training states ``epoch_001.pt``, ``epoch_002.pt``, ..."""
+class TrainingRecord:
+    """The train stage's outputs: per-epoch weights and grids, the training state, model and reports."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, model: Path, epochs: Path, state: Path, reconstructions: Path, history: Path,
+                 metrics: Path) -> None:
+        self.model, self.epochs, self.state = Path(model), Path(epochs), Path(state)
+        self.reconstructions, self.history, self.metrics = Path(reconstructions), Path(history), Path(metrics)
 
-    def path_for(self, epoch: int) -> Path:
-        return self.path / f"epoch_{epoch:03d}.pt"
+    def weights(self, epoch: int) -> Path:
+        return self.epochs / f"epoch_{epoch:03d}.pt"
 
-    def epochs(self) -> list[int]:
-        if not self.path.is_dir():
+    def grid(self, epoch: int) -> Path:
+        return self.reconstructions / f"recon_epoch_{epoch}.png"
+
+    def saved_epochs(self) -> list[int]:
+        if not self.epochs.is_dir():
             return []
-        return sorted(int(m.group(1)) for p in self.path.iterdir() if (m := _NAME.fullmatch(p.name)))
+        return sorted(int(m.group(1)) for p in self.epochs.iterdir() if (m := EPOCH_FILE.fullmatch(p.name)))
 
-    def save(self, epoch: int, state: dict[str, Any]) -> None:
-        write_torch(self.path_for(epoch), state)
+    def resume(self, key: str, num_epochs: int) -> dict[str, Any] | None:
+        """The saved training state if it was made with ``key`` and its weights files are all there.
 
-    def resume_state(self, fingerprint: str, num_epochs: int) -> dict[str, Any] | None:
-        """The newest state up to ``num_epochs`` made with the same fingerprint, or None.
-
-        Checkpoints made with other params, data or code are deleted (the run
-        starts over); so are those beyond ``num_epochs``, so that the folder is
-        the same as an uninterrupted run's.
+        Otherwise everything a run writes per epoch is deleted and None returned (start over).
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.glob(".*.tmp"):  # left by a kill during a write
-            stale.unlink()
-        epochs = self.epochs()
-        if not epochs:
-            return None
-        usable = [e for e in epochs if e <= num_epochs]
-        state = load_trusted(self.path_for(usable[-1])) if usable else None
-        if state is None or state["fingerprint"] != fingerprint:
-            log.info("checkpoints in %s were made with other params, data or code: starting over",
-                     self.path)
-            self.prune(0)
-            return None
-        self.prune(state["epoch"])
-        log.info("resuming from %s (epoch %d of %d)", self.path_for(state["epoch"]), state["epoch"],
-                 num_epochs)
-        return state
+        for folder in (self.epochs, self.reconstructions, self.state.parent):
+            for stale in folder.glob(".*.tmp") if folder.is_dir() else []:  # left by a kill during a write
+                stale.unlink()
+        saved = load_torch(self.state) if self.state.exists() else None
+        if saved is not None and saved.get("run_key") == key and \
+                set(range(1, min(saved["epoch"], num_epochs) + 1)) <= set(self.saved_epochs()):
+            log.info("resuming from %s (epoch %d; num_epochs %d)", self.state, saved["epoch"], num_epochs)
+            return saved
+        if saved is not None or self.saved_epochs():
+            log.info("the training state in %s was made with other params, data or code: starting over",
+                     self.state)
+        self.state.unlink(missing_ok=True)
+        self._prune(0, 0)
+        return None
 
-    def prune(self, keep_through: int) -> None:
-        """Delete the checkpoints of epochs after ``keep_through``."""
-        for epoch in self.epochs():
-            if epoch > keep_through:
-                self.path_for(epoch).unlink()
+    def save_epoch(self, state: TrainState, key: str, images: torch.Tensor, seed: int) -> None:
+        """Everything of the epoch that just ended; the training state last, as the commit point."""
+        save_model(self.weights(state.epoch), state.model)
+        reconstruction_grid(self.grid(state.epoch), state.model, images, seed)
+        self._write_reports(state.history)
+        write_torch(self.state, state.to_dict(key))
+
+    def finish(self, state: TrainState, num_epochs: int, images: torch.Tensor, seed: int) -> None:
+        """Make the outputs those of epoch ``num_epochs`` (the state may be further along)."""
+        self._prune(state.epoch, num_epochs)
+        for epoch in range(1, num_epochs + 1):  # grids pruned by an earlier, shorter run
+            if not self.grid(epoch).exists():
+                reconstruction_grid(self.grid(epoch), load_model(self.weights(epoch), images.device), images, seed)
+        write_bytes(self.model, self.weights(num_epochs).read_bytes())
+        self._write_reports(state.history[:num_epochs])
+
+    def _write_reports(self, history: list[dict[str, float]]) -> None:
+        write_csv(self.history, pd.DataFrame(history))
+        write_json(self.metrics, history[-1])
+
+    def _prune(self, last_weights: int, last_grid: int) -> None:
+        for epoch in self.saved_epochs():
+            if epoch > last_weights:
+                self.weights(epoch).unlink()
+        for grid in self.reconstructions.glob("recon_epoch_*.png"):
+            if int(grid.stem.rsplit("_", 1)[1]) > last_grid:
+                grid.unlink()

@@ -1,24 +1,52 @@
-"""Shared entry point for the stage scripts: one error line, no traceback."""
+"""What every stage script shares: its command line of paths, the common preamble, one error line.
 
+dvc.yaml names every path once and passes each stage its inputs and outputs as
+``--name path`` options; ``run_stage`` parses them, runs the stage, and turns a
+``UserError`` or Ctrl-C into one line and an exit code.
+"""
+
+import argparse
 import logging
-import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
 
 from vae import interrupt
+from vae.checkpoint import load_model
+from vae.data.split import load_split, to_tensor
 from vae.errors import UserError
+from vae.model import VAE
+from vae.params import Params, load_params, resolve_device
 
 log = logging.getLogger("vae")
 
 
-def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's ``main``, turning user errors and Ctrl-C into one line and an exit code."""
+def peak_memory_mib() -> float | None:
+    """This process's peak resident memory, or None where the OS does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
+    """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{name.replace('-', '_')}",
+                                     description=sys.modules["__main__"].__doc__)
+    for path in paths:
+        parser.add_argument(f"--{path.replace('_', '-')}", type=Path, required=True, metavar="PATH")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
-    interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
     start = time.perf_counter()
     try:
-        main()
+        interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
+        main(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
@@ -26,5 +54,14 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
               file=sys.stderr)
         sys.exit(130)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    log.info("done in %.1f s, peak memory %.0f MiB", time.perf_counter() - start, peak_mib)
+    peak = peak_memory_mib()
+    log.info("done in %.1f s%s", time.perf_counter() - start, "" if peak is None else f", peak memory {peak:.0f} MiB")
+
+
+def model_and_split(model_path: Path, split_path: Path) -> tuple[Params, torch.device, VAE, torch.Tensor, np.ndarray]:
+    """The preamble of the stages that study a trained model: params, device, model, one split's images and labels."""
+    params = load_params()
+    device = resolve_device(params.device)
+    model = load_model(model_path, device)
+    images, labels = load_split(split_path)
+    return params, device, model, to_tensor(images, device), labels

@@ -7,19 +7,26 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
 from vae.io import atomic_path, write_figure  # noqa: E402
-from vae.model import images  # noqa: E402
+from vae.model import VAE, images  # noqa: E402
 
 
 def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int) -> None:
     """Flat pixel rows (N, 784) as one PNG grid, ``nrow`` images per row (as the notebook)."""
     with atomic_path(path) as tmp:
         save_image(images(pixels.detach().cpu()), tmp, nrow=nrow, format="png")
+
+
+@torch.no_grad()
+def reconstruction_grid(path: str | Path, model: VAE, x: torch.Tensor, seed: int, nrow: int = 8) -> None:
+    """Images ``x`` above their reconstructions, one latent sample each from a generator seeded with ``seed``."""
+    model.eval()
+    x_hat, *_ = model(x, torch.Generator(x.device).manual_seed(seed))
+    save_grid(path, torch.cat((x, x_hat)), nrow=nrow)
 
 
 def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
@@ -36,14 +43,14 @@ def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
     write_figure(path, fig)
 
 
-def latent_scatter(path: str | Path, coords: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
-                   title: str, axis_names: tuple[str, str] = ("z1", "z2")) -> None:
-    """2-D points coloured by class with a legend naming the classes."""
+def latent_scatter(path: str | Path, points: pd.DataFrame, title: str,
+                   axis_names: tuple[str, str] = ("z1", "z2")) -> None:
+    """2-D points (columns ``x``, ``y``, ``label``, ``class``) coloured by class, with a legend naming them."""
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab10")
-    for c, name in enumerate(classes):
-        mask = labels == c
-        ax.scatter(coords[mask, 0], coords[mask, 1], s=4, color=cmap(c), label=name, alpha=0.7)
+    for label, group in points.groupby("label", sort=True):
+        ax.scatter(group["x"], group["y"], s=4, color=cmap(int(label) % 10), label=group["class"].iloc[0],
+                   alpha=0.7)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)

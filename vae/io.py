@@ -92,6 +92,22 @@ def write_torch(path: str | Path, obj: Any) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+def load_torch(path: str | Path, device: torch.device | str = "cpu") -> Any:
+    """``torch.load`` of a file that may come from anywhere: only tensors and plain containers load.
+
+    ``weights_only=True`` refuses pickled objects, so loading cannot run code. A missing
+    file or one that is not a plain tensor file is a ``UserError`` that says what to do.
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; run the stage that makes it (`dvc repro`)") from None
+    except Exception as err:  # weights_only raises UnpicklingError, or RuntimeError for a bad zip
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not a plain tensor file this pipeline wrote ({first}); "
+                        "delete it and rerun `dvc repro`") from None
+
+
 def write_csv(path: str | Path, frame: Any) -> None:
     """Write a pandas DataFrame as CSV without its index."""
     with atomic_path(path) as tmp:

@@ -25,15 +25,12 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from vae.model import VAE, kl_per_dim
-from vae.training import EVAL_BATCH, evaluate_elbo
+from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl
+from vae.training import evaluate_elbo
 
-# Default number of importance samples per image. The bound's gap to log p(x)
-# shrinks roughly like 1/K. Measured on the 10,000 test images with an idle 2-core
-# CPU (latent_dim 2, hidden_dim 512): iwae_bound takes about 10 s at K = 50, 25 s
-# at K = 100 (45 CPU-seconds) and 50 s at K = 200, the time being linear in K;
-# the whole ``evaluate`` about 25 s at K = 100. Papers use K = 5000.
-DEFAULT_IWAE_K = 100
+# The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
+# and an idle 2-core CPU (latent_dim 2, hidden_dim 512), about 10 s at K = 50 and 25 s at
+# K = 100. Its gap to log p(x) shrinks roughly like 1/K. Papers use K = 5000.
 IWAE_BATCH = 100  # images per IWAE batch
 IWAE_CHUNK = 100  # importance samples per image drawn and decoded at once
 # IWAE_BATCH * IWAE_CHUNK rows go through the decoder at a time (about 100 MB of
@@ -102,36 +99,28 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
     return out
 
 
-@torch.no_grad()
-def encode(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances (N, d) of ``x``, in eval mode, without gradients."""
-    model.eval()
-    parts = [model.encoder(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
 def variance_of_means(mu: torch.Tensor) -> torch.Tensor:
     """Var over images of each posterior-mean dimension, Cov_x(E_q[u]) of Burda et al.; shape (d,)."""
     return mu.var(dim=0, correction=0)
 
 
-def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
-    """How many latent dimensions have Var_x(E_q[u]) > ``threshold`` (Burda et al. 2016).
+def active_unit_mask(variance: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> torch.Tensor:
+    """Which latent dimensions are active units, Var_x(E_q[u]) > ``threshold`` (Burda et al. 2016).
 
-    An inactive dimension's posterior mean hardly depends on x: the decoder
-    cannot use it, and its posterior has usually collapsed onto the prior.
+    ``variance`` is ``variance_of_means(mu)``. An inactive dimension's posterior mean
+    hardly depends on x: the decoder cannot use it, and its posterior has usually
+    collapsed onto the prior.
     """
-    return int((variance_of_means(mu) > threshold).sum())
+    return variance > threshold
 
 
-def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def mean_kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over images of KL(q(z_j|x) || N(0, 1)) for each latent dimension j, shape (d,).
 
     The terms add up to the ELBO's KL; a dimension with near-zero KL carries no
     information about x.
     """
-    return kl_per_dim(mu, logvar).mean(0)
+    return gaussian_kl(mu, logvar).mean(0)
 
 
 @torch.no_grad()
@@ -178,7 +167,7 @@ def probe_accuracies(train_z: torch.Tensor | np.ndarray, train_y: torch.Tensor |
 
 
 def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarray,
-             test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray, k: int = DEFAULT_IWAE_K,
+             test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray, k: int,
              seed: int = 0, progress: bool = True) -> tuple[dict[str, float | int], pd.DataFrame]:
     """All metrics on the test set, and a per-dimension table.
 
@@ -197,15 +186,15 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     metrics["iwae_k"] = int(k)
     mu, logvar = encode(model, test_x)
     variance = variance_of_means(mu)
-    active = variance > ACTIVE_THRESHOLD  # as active_units(mu), without computing the variance twice
-    metrics["active_units"] = int(active.sum())
+    is_active = active_unit_mask(variance)
+    metrics["active_units"] = int(is_active.sum())
     metrics["mse_per_image"] = reconstruction_mse(model, test_x)
     train_mu, _ = encode(model, train_x)
     metrics.update(probe_accuracies(train_mu, train_y, mu, test_y, seed))
     per_dim = pd.DataFrame({
         "dim": np.arange(mu.shape[1]),
-        "kl": _numpy(kl_per_dimension(mu, logvar)).astype(np.float64),
+        "kl": _numpy(mean_kl_per_dimension(mu, logvar)).astype(np.float64),
         "variance_of_mean": _numpy(variance).astype(np.float64),
-        "active": _numpy(active),
+        "active": _numpy(is_active),
     })
     return metrics, per_dim

@@ -5,12 +5,16 @@ Sampling takes an optional ``torch.Generator`` so that every random draw of the
 pipeline comes from a generator whose state is saved in the checkpoints.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGE_SHAPE = (1, 28, 28)
-INPUT_DIM = 28 * 28
+from vae.data.datasets import IMAGE_SHAPE
+
+INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
+EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics never depend on a knob
 
 
 class Encoder(nn.Module):
@@ -86,11 +90,19 @@ class VAE(nn.Module):
 
 def images(x: torch.Tensor) -> torch.Tensor:
     """Flat pixels (N, 784) -> image batch (N, 1, 28, 28) for torchvision's grids."""
-    return x.reshape(-1, *IMAGE_SHAPE)
+    return x.reshape(-1, 1, *IMAGE_SHAPE)
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) for each image and latent dimension, shape (N, latent_dim)."""
+@torch.no_grad()
+def encode(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances (N, d) of flat images ``x``, in eval mode, in batches."""
+    model.eval()
+    parts = [model.encoder(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) for each image and latent dimension, shape (N, latent_dim)."""
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
@@ -107,7 +119,7 @@ def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: to
     per-image values.
     """
     recon = F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction="sum")
-    kld = kl_per_dim(mu, logvar).sum()
+    kld = gaussian_kl(mu, logvar).sum()
     return recon + kld, recon, kld
 
 

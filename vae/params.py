@@ -1,4 +1,4 @@
-"""params.yaml: its schema, and validation of every key before any stage does work.
+"""params.yaml: its schema, validation of every key before any stage does work, and the device.
 
 Every hyperparameter is a top-level key so that ``dvc exp run -S latent_dim=8``
 works as written (DVC maps ``-S`` keys to dotted paths from the file's root).
@@ -11,11 +11,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from vae.data.datasets import DATASETS
 from vae.errors import UserError
 
-DATASETS = ("MNIST", "FashionMNIST")
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
 
 
@@ -121,3 +122,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         raise UserError(f"{path} is not valid YAML ({str(err).splitlines()[0]}); fix its syntax") from None
     return validate(raw, str(path))
+
+
+def resolve_device(name: str) -> torch.device:
+    """The ``device`` param as a torch device: ``auto`` is CUDA when available, else the CPU.
+
+    An explicit CUDA device must exist.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device = {name!r} but PyTorch sees no CUDA GPU; set device: auto or cpu")
+    return device

@@ -19,23 +19,12 @@ from tqdm import tqdm
 
 from vae import interrupt
 from vae.errors import UserError
-from vae.model import VAE, negative_elbo
+from vae.model import EVAL_BATCH, VAE, negative_elbo
 
 log = logging.getLogger("vae")
 
-EVAL_BATCH = 1000  # evaluation batch size; fixed so metrics never depend on a tuning knob
 TERMS = ("loss", "recon", "kl")
 HISTORY_COLUMNS = ("epoch", *(f"{split}_{term}" for split in ("train", "val") for term in TERMS))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device = {name!r} but PyTorch sees no CUDA GPU; set device: auto or cpu")
-    return device
 
 
 def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
@@ -63,9 +52,9 @@ class TrainState:
                    torch.Generator().manual_seed(seed),
                    torch.Generator(device=device).manual_seed(seed + 1), 0, [])
 
-    def to_dict(self, fingerprint: str) -> dict[str, Any]:
+    def to_dict(self, run_key: str) -> dict[str, Any]:
         return {
-            "fingerprint": fingerprint,
+            "run_key": run_key,  # what the run was trained from (vae.checkpoint.run_key)
             "epoch": self.epoch,
             "config": self.model.config,
             "model": self.model.state_dict(),
@@ -111,7 +100,7 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
         loss.backward()
         optimizer.step()
         torch.stack((loss.detach(), recon.detach(), kld.detach()), out=sums[i])  # no temporary
-        interrupt.check()
+        interrupt.check(epoch, i + 1)
     bad = (~torch.isfinite(sums[:, 0])).nonzero()
     if len(bad):
         raise UserError(f"non-finite loss at epoch {epoch}, batch {int(bad[0]) + 1}; the last good "

@@ -12,6 +12,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
 
 
+IMAGE_SHAPE = (28, 28)  # both datasets: 28 x 28 grey levels, one byte each
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

@@ -94,7 +94,7 @@ def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None 
             raise UserError(
                 f"could not get {spec.name} file {name} from any source: " + "; ".join(failures)
                 + f". Offline? Set {MIRROR_ENV} to a folder or URL holding {spec.mirror_folder}/{name}.gz "
-                f"(e.g. export {MIRROR_ENV}=../shared/data)")
+                f"(e.g. export {MIRROR_ENV}=/path/to/mirror)")
     return written
 
 

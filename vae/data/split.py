@@ -5,12 +5,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae.data.datasets import IMAGE_SHAPE
 from vae.data.idx import read_idx
 from vae.errors import UserError
 from vae.io import load_npz, write_npz
-
-IMAGE_SHAPE = (28, 28)
-SPLITS = ("train", "val", "test")
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +62,8 @@ def make_splits(raw_dir: str | Path, out_dir: str | Path, val_fraction: float, s
     return {name: len(part[0]) for name, part in parts.items()}
 
 
-def load_split(processed_dir: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split's uint8 images (N, 28, 28) and labels (N,), without unpickling anything."""
-    path = Path(processed_dir) / f"{name}.npz"
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split's uint8 images (N, 28, 28) and labels (N,) from its ``.npz``, without unpickling."""
     try:
         arrays = load_npz(path)
     except FileNotFoundError:
