@@ -154,9 +154,15 @@ def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple
     shutil.copytree(clean[0] / "reports", workdir / "reports")
     with open(workdir / "vae/data/split.py", "a") as f:
         f.write("# a change DVC sees\n")
+    first = train(workdir, signal_at="SIGKILL@1.2", returncode=-signal.SIGKILL)
+    assert "made with other params, data or code: starting over" in first
+    # the old run's losses are gone before the first new epoch ends: no stale row in `dvc exp show`
+    assert not (workdir / "reports/train/metrics.json").exists()
     log = train(workdir)
-    assert "made with other params, data or code: starting over" in log
+    assert "made with other params, data or code: starting over" not in log  # nothing left to discard
     assert epochs_trained(log) == [1, 2, 3, 4]
+    # the same results (a comment changed nothing), under a new run key
+    assert digests(workdir, ("models/train_state.pt",)) == digests(clean[0], ("models/train_state.pt",))
 
 
 def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -101,6 +101,7 @@ class TrainingRecord:
         """The saved training state if it was made with ``key`` and its weights files are all there.
 
         Otherwise everything a run writes per epoch is deleted and None returned (start over).
+        That includes the reports, so a queued experiment never shows another run's losses.
         """
         for folder in (self.epochs, self.reconstructions, self.state.parent):
             for stale in folder.glob(".*.tmp") if folder.is_dir() else []:  # left by a kill during a write
@@ -113,7 +114,8 @@ class TrainingRecord:
         if saved is not None or self.saved_epochs():
             log.info("the training state in %s was made with other params, data or code: starting over",
                      self.state)
-        self.state.unlink(missing_ok=True)
+        for stale in (self.state, self.history, self.metrics):  # `dvc exp show` must not show them as this run's
+            stale.unlink(missing_ok=True)
         self._prune(0, 0)
         return None
 
