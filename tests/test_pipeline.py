@@ -129,33 +129,26 @@ def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_pat
     assert stages_run(run(clone, "dvc", "repro")) == []
 
 
-def test_a_bad_train_param_keeps_the_last_results(pipeline: dict) -> None:
-    """DVC deletes a stage's outputs just before running it unless they persist, as train's do."""
+@pytest.mark.parametrize("edit, error", [
+    (lambda text: text.replace("lr: 0.001", "lr: -1.0"),
+     "error: params.yaml: lr = -1.0 is not a finite number > 0; fix it in params.yaml"),
+    (lambda text: text + "latent_dims: 8\n",  # a key no stage reads: before check-params, nothing said a word
+     "error: params.yaml: unknown key 'latent_dims'; did you mean latent_dim?"),
+])
+def test_bad_params_fail_in_one_line_before_any_stage_touches_a_result(pipeline: dict, edit, error: str) -> None:
+    """check-params runs first whenever params.yaml changes, so DVC deletes nothing and trains nothing."""
     repo = pipeline["repo"]
-    outputs = [p for folder in ("models", "reports") for p in sorted((repo / folder).rglob("*")) if p.is_file()]
+    outputs = [p for folder in ("data", "models", "reports") for p in sorted((repo / folder).rglob("*")) if p.is_file()]
     before = [path.read_bytes() for path in outputs]
     params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(yaml.safe_dump({**yaml.safe_load(params), "lr": -1.0}, sort_keys=False))
+    (repo / "params.yaml").write_text(edit(params))
     try:
         output = run(repo, "dvc", "repro", fails=True)
     finally:
         (repo / "params.yaml").write_text(params)
-    assert "error: params.yaml: lr = -1.0 is not a finite number > 0; fix it in params.yaml" in output
+    assert error in output
     assert stages_run(output) == ["check-params"]
     assert [path.read_bytes() for path in outputs] == before
-    assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
-
-
-def test_a_typo_key_is_rejected_even_when_no_stage_reads_it(pipeline: dict) -> None:
-    repo = pipeline["repo"]
-    params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params + "latent_dims: 8\n")
-    try:
-        output = run(repo, "dvc", "repro", fails=True)
-    finally:
-        (repo / "params.yaml").write_text(params)
-    assert "error: params.yaml: unknown key 'latent_dims'; did you mean latent_dim?" in output
-    assert stages_run(output) == ["check-params"]
     assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
 
 
