@@ -1,17 +1,21 @@
 """evaluate: how good the VAE is on the test set.
 
 metrics: the ELBO terms (loss, recon, kl per image), the importance-weighted
-log-likelihood bound, active units, squared error per image and the linear and
-k-NN probe accuracies; kl-per-dim: the KL and activity of each latent dimension.
+log-likelihood bound, active units, squared error per image, the linear and k-NN
+probe accuracies, and sample quality through the classifier's features (Frechet
+distances of prior samples and reconstructions to the test set, the samples' class
+entropy, the reconstructions' accuracy); kl-per-dim: the KL and activity of each
+latent dimension.
 """
 
 import argparse
 import logging
 
+from vae.classifier import load_classifier
 from vae.cli import model_and_split, run_stage
 from vae.data.split import load_split, to_tensor
 from vae.io import write_csv, write_json
-from vae.metrics import evaluate
+from vae.metrics import evaluate, sample_quality
 
 
 def main(args: argparse.Namespace) -> None:
@@ -19,12 +23,14 @@ def main(args: argparse.Namespace) -> None:
     train_images, train_labels = load_split(args.train)
     metrics, per_dim = evaluate(model, to_tensor(train_images, device), train_labels, test_x, test_y,
                                 params.iwae_k, params.seed)
+    metrics |= sample_quality(model, load_classifier(args.classifier, device), test_x, test_y, params.seed)
     write_json(args.metrics, metrics)
     write_csv(args.kl_per_dim, per_dim)
     logging.getLogger("vae").info(
-        "test loss %.2f, IWAE bound (K=%d) %.2f, %d active units; wrote %s and %s", metrics["loss"],
-        params.iwae_k, metrics["iwae_log_likelihood_bound"], metrics["active_units"], args.metrics, args.kl_per_dim)
+        "test loss %.2f, IWAE bound (K=%d) %.2f, %d active units, FD of samples %.2f; wrote %s and %s",
+        metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], metrics["active_units"],
+        metrics["fd_samples"], args.metrics, args.kl_per_dim)
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main, "model", "train", "test", "metrics", "kl_per_dim")
+    run_stage("evaluate", main, "model", "classifier", "train", "test", "metrics", "kl_per_dim")

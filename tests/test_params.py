@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
-from vae.params import Params, load_params, validate
+from vae.params import Params, load_params, resolve_device, validate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,11 +75,11 @@ def test_ints_are_accepted_for_floats(raw):
     ("tsne_subset", 0, "an integer in [1, 10000]"),
     ("tsne_perplexity", 0, "a finite number > 0"),
     ("tsne_perplexity", 10**400, "a finite number > 0"),
-    ("device", "tpu", "auto, cpu, cuda or cuda:N"),
-    ("device", "cuda:", "auto, cpu, cuda or cuda:N"),
-    ("device", "cuda:x", "auto, cpu, cuda or cuda:N"),
-    ("device", "CPU", "auto, cpu, cuda or cuda:N"),
-    ("device", 0, "auto, cpu, cuda or cuda:N"),
+    ("device", "tpu", "auto, cpu, cuda, cuda:N or mps"),
+    ("device", "cuda:", "auto, cpu, cuda, cuda:N or mps"),
+    ("device", "cuda:x", "auto, cpu, cuda, cuda:N or mps"),
+    ("device", "CPU", "auto, cpu, cuda, cuda:N or mps"),
+    ("device", 0, "auto, cpu, cuda, cuda:N or mps"),
     # bools are ints in Python, but `batch_size: true` is a mistake, not 1
     ("batch_size", True, "an integer > 0"),
     ("num_epochs", False, "an integer > 0"),
@@ -187,3 +188,22 @@ def test_stage_with_bad_params_fails_in_one_line(tmp_path):
     for sentinel, mtime in sentinels:
         assert sentinel.read_text() == "keep me\n" and sentinel.stat().st_mtime_ns == mtime
         assert sorted(p.name for p in sentinel.parent.iterdir()) == ["sentinel.txt"]
+
+
+@pytest.mark.parametrize("name, backend, message", [
+    ("cuda", "cuda", "device = 'cuda' but PyTorch sees no CUDA GPU; set device: auto or cpu"),
+    ("cuda:1", "cuda", "device = 'cuda:1' but PyTorch sees no CUDA GPU; set device: auto or cpu"),
+    ("mps", "mps", "device = 'mps' but PyTorch sees no Apple GPU (MPS); set device: auto or cpu"),
+])
+def test_a_device_that_is_absent_is_one_clear_error(monkeypatch, name, backend, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UserError) as info:
+        resolve_device(name)
+    assert str(info.value) == message
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_picks_cuda_when_there_is_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")

@@ -24,9 +24,9 @@ from vae.data.download import MIRROR_ENV
 from vae.pipeline import read_stage
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ["check-params", "download", "split", "train", "evaluate", "sample", "embed-latents", "plot"]
+STAGES = ["check-params", "download", "split", "classifier", "train", "evaluate", "sample", "embed-latents", "plot"]
 SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "tsne_subset": 300, "tsne_perplexity": 10,
-         "n_samples": 16, "device": "cpu"}
+         "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
 
 
 def data_source_reason() -> str | None:

@@ -21,7 +21,7 @@ import logging
 import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import torch
@@ -43,7 +43,7 @@ def save_model(path: str | Path, model: VAE) -> None:
     write_torch(path, {"config": model.config, "model": model.state_dict()})
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> VAE:
+def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> VAE:
     """Rebuild the VAE of a model file, a per-epoch weights file or a training state, in eval mode.
 
     All three store the architecture (``config``) beside the weights (``model``).

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
@@ -25,6 +26,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from vae.classifier import Classifier, features_and_logits
+from vae.generate import prior_samples
 from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl
 from vae.training import evaluate_elbo
 
@@ -37,6 +40,7 @@ IWAE_CHUNK = 100  # importance samples per image drawn and decoded at once
 # activations at hidden_dim 512), whatever K is. Both sizes fix the order in
 # which noise is drawn, so they are constants, like ``EVAL_BATCH``, not knobs.
 
+FD_IMAGES = 10_000  # images on each side of a Frechet distance: prior samples, test set, train split's first
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E_q[u]) > 0.01
 KNN_NEIGHBORS = 5
 PROBE_MAX_ITER = 1000
@@ -164,6 +168,54 @@ def probe_accuracies(train_z: torch.Tensor | np.ndarray, train_y: torch.Tensor |
         knn = KNeighborsClassifier(n_neighbors=KNN_NEIGHBORS).fit(train_z, train_y)
         return {"linear_probe_accuracy": float(linear.score(test_z, test_y)),
                 "knn_accuracy": float(knn.score(test_z, test_y))}
+
+
+def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    """Frechet distance between Gaussians fit to two sets of feature rows, in float64.
+
+    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). The last trace is the sum
+    of the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which is similar to
+    S_a S_b but symmetric positive semi-definite, so no complex parts or ``sqrtm`` failures
+    appear where covariances are singular (features that a ReLU keeps at 0).
+    """
+    a, b = _numpy(a).astype(np.float64), _numpy(b).astype(np.float64)
+    diff = a.mean(0) - b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = scipy.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = np.sqrt(np.clip(scipy.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+
+
+def class_entropy(logits: torch.Tensor) -> float:
+    """Entropy in nats of the predicted classes' histogram: log 10 when ten classes are equally often predicted."""
+    counts = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+@torch.no_grad()
+def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray,
+                   seed: int, n_samples: int = FD_IMAGES) -> dict[str, float]:
+    """Sample and reconstruction quality through the classifier's penultimate-layer features.
+
+    ``fd_samples``: Frechet distance between ``n_samples`` prior samples (decoder means,
+    as the sample grid shows them) and the test images; ``fd_reconstructions``: the same
+    for the test images' reconstructions (decoder mean at z = mu); ``sample_class_entropy``:
+    how evenly the prior's samples spread over the classes; ``reconstruction_accuracy``:
+    the classifier's accuracy on the reconstructions (does the VAE keep the class?).
+    """
+    real, _ = features_and_logits(classifier, test_x)
+    samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_samples, seed))
+    mu, _ = encode(model, test_x)
+    recon = torch.cat([model.decoder(mu[start:start + EVAL_BATCH]) for start in range(0, len(mu), EVAL_BATCH)])
+    recon_features, recon_logits = features_and_logits(classifier, recon)
+    labels = torch.as_tensor(_numpy(test_y).astype(np.int64), device=recon_logits.device)
+    return {"fd_samples": frechet_distance(samples, real),
+            "fd_reconstructions": frechet_distance(recon_features, real),
+            "sample_class_entropy": class_entropy(sample_logits),
+            "reconstruction_accuracy": float((recon_logits.argmax(1) == labels).double().mean())}
 
 
 def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarray,

@@ -38,6 +38,9 @@ class Params:
     iwae_k: int
     tsne_subset: int
     tsne_perplexity: float
+    classifier_epochs: int
+    classifier_batch_size: int
+    classifier_lr: float
 
 
 def _positive(value: float) -> bool:
@@ -45,7 +48,7 @@ def _positive(value: float) -> bool:
 
 
 def _device(value: str) -> bool:
-    if value in ("auto", "cpu", "cuda"):
+    if value in ("auto", "cpu", "cuda", "mps"):
         return True
     prefix, _, index = value.partition(":")
     return prefix == "cuda" and index.isdigit()
@@ -62,12 +65,15 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "seed": (int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "val_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
     "train_subset": (int, lambda v: v >= 0, "an integer >= 0 (0 keeps the whole training split)"),
-    "device": (str, _device, "auto, cpu, cuda or cuda:N"),
+    "device": (str, _device, "auto, cpu, cuda, cuda:N or mps"),
     "n_samples": (int, _positive, "an integer > 0"),
     "iwae_k": (int, _positive, "an integer > 0"),
     "tsne_subset": (int, lambda v: 0 < v <= TEST_SET_SIZE,
                     f"an integer in [1, {TEST_SET_SIZE}] (the test set has {TEST_SET_SIZE} images)"),
     "tsne_perplexity": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+    "classifier_epochs": (int, _positive, "an integer > 0"),
+    "classifier_batch_size": (int, _positive, "an integer > 0"),
+    "classifier_lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
 }
 assert set(_RULES) == {f.name for f in fields(Params)}
 
@@ -125,13 +131,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The ``device`` param as a torch device: ``auto`` is CUDA when available, else the CPU.
+    """The ``device`` param as a torch device.
 
-    An explicit CUDA device must exist.
+    ``auto`` is CUDA when available, else the CPU (never ``mps``: Apple GPUs are asked for
+    by name). An explicit CUDA or MPS device must exist.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device = {name!r} but PyTorch sees no CUDA GPU; set device: auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device = {name!r} but PyTorch sees no Apple GPU (MPS); set device: auto or cpu")
     return device

@@ -44,17 +44,29 @@ def _names(entries: list[Any]) -> list[str]:
             for name in ([entry] if isinstance(entry, str) else entry)]
 
 
-def read_stage(name: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSpec:
-    """The stage ``name`` of ``dvc_yaml`` with the ``vars`` it uses filled in."""
-    source = Path(dvc_yaml)
+def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parsed dvc.yaml and the context of its ``vars`` (the dictionaries written in the file)."""
     try:
-        pipeline = yaml.safe_load(source.read_text())
+        pipeline = yaml.safe_load(source.read_text() if text is None else text)
     except FileNotFoundError:
         raise UserError(f"{source} not found; run the stage from the repository root (`dvc repro`)") from None
     context: dict[str, Any] = {}
     for entry in pipeline.get("vars", []):
         if isinstance(entry, dict):
             context.update(entry)
+    return pipeline, context
+
+
+def metrics_files(dvc_yaml: str | Path = "dvc.yaml", text: str | None = None) -> list[str]:
+    """The top-level ``metrics`` of a dvc.yaml (``text`` if given, e.g. read from another revision)."""
+    pipeline, context = _load(Path(dvc_yaml), text)
+    return [_resolve(path, context, Path(dvc_yaml)) for path in pipeline.get("metrics", [])]
+
+
+def read_stage(name: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSpec:
+    """The stage ``name`` of ``dvc_yaml`` with the ``vars`` it uses filled in."""
+    source = Path(dvc_yaml)
+    pipeline, context = _load(source, None)
     if name not in pipeline.get("stages", {}):
         raise UserError(f"{source} has no stage {name!r}; restore it from git")
     stage = pipeline["stages"][name]
