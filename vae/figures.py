@@ -1,18 +1,19 @@
-"""The pipeline's figures as PNG files: image grids and matplotlib charts."""
+"""The pipeline's figures as PNG files: image grids and matplotlib charts.
+
+Charts are drawn on ``matplotlib.figure.Figure`` objects, not through pyplot, so no
+display or backend is needed and a notebook that imports ``vae`` keeps its own.
+"""
 
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import save_image
 
-matplotlib.use("Agg")  # files only, no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
-
-from vae.io import atomic_path, write_figure  # noqa: E402
-from vae.model import VAE, images  # noqa: E402
+from vae.io import atomic_path, write_figure
+from vae.model import VAE, images
 
 
 def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int) -> None:
@@ -31,7 +32,8 @@ def reconstruction_grid(path: str | Path, model: VAE, x: torch.Tensor, seed: int
 
 def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
     """Train and validation loss per epoch, log scale, as the notebook's loss_curve.png."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(history["epoch"], history["train_loss"], label="train loss")
     ax.plot(history["epoch"], history["val_loss"], label="val loss")
     ax.set_yscale("log")
@@ -46,8 +48,9 @@ def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
 def latent_scatter(path: str | Path, points: pd.DataFrame, title: str,
                    axis_names: tuple[str, str] = ("z1", "z2")) -> None:
     """2-D points (columns ``x``, ``y``, ``label``, ``class``) coloured by class, with a legend naming them."""
-    fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab10")
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["tab10"]
     for label, group in points.groupby("label", sort=True):
         ax.scatter(group["x"], group["y"], s=4, color=cmap(int(label) % 10), label=group["class"].iloc[0],
                    alpha=0.7)

@@ -116,9 +116,6 @@ def write_csv(path: str | Path, frame: Any) -> None:
 
 
 def write_figure(path: str | Path, fig: Any, **kwargs: Any) -> None:
-    """Save a matplotlib figure as PNG and close it."""
-    import matplotlib.pyplot as plt
-
+    """Save a matplotlib ``Figure`` as PNG."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", **kwargs)
-    plt.close(fig)
