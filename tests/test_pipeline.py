@@ -198,6 +198,8 @@ def test_a_grid_shared_across_machines_through_git_and_a_dvc_remote(pipeline: di
     """Two clones ("machines") each run part of a grid and push it; a third pulls and applies one."""
     project = tmp_path / "project"
     shutil.copytree(pipeline["repo"], project, symlinks=True)
+    run(project, "git", "reset", "-q", "--hard")  # the committed baseline, whatever other tests ran here
+    run(project, "dvc", "checkout", "--force")
     run(project, "dvc", "remote", "add", "-d", "store", str(tmp_path / "dvc-store"))
     run(project, "git", "add", ".dvc/config")
     run(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shared DVC remote")
