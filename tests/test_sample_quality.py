@@ -36,7 +36,7 @@ def test_the_distance_matches_the_closed_form_for_two_gaussians() -> None:
 
 def test_the_distance_grows_as_noise_is_added_to_images(mnist_test_set) -> None:
     images, labels = mnist_test_set
-    x, y = to_tensor(images[:9000]), torch.as_tensor(labels[:9000], dtype=torch.int64)
+    x, y = to_tensor(images[:9000]), torch.from_numpy(labels[:9000].astype(np.int64))
     classifier = train_classifier(x[:5000], y[:5000], epochs=1, batch_size=128, lr=1e-3, seed=0, progress=False)
     real, _ = features_and_logits(classifier, x[5000:7000])
     gen = torch.Generator().manual_seed(0)
