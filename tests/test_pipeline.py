@@ -109,6 +109,26 @@ def test_repro_runs_every_stage_and_makes_exactly_the_declared_outputs(pipeline:
     assert metrics["iwae_log_likelihood_bound"] < 0 and metrics["loss"] > 0
 
 
+def result_files(repo: Path) -> dict[Path, int]:
+    """Every file under data/, models/ and reports/ (DVC's .gitignore files aside), with its mtime."""
+    return {p: p.stat().st_mtime_ns for folder in ("data", "models", "reports") for p in (repo / folder).rglob("*")
+            if p.is_file() and p.name != ".gitignore"}
+
+
+def test_each_stage_writes_only_its_own_declared_outputs(pipeline: dict) -> None:
+    """Each stage rerun alone (`dvc repro -s -f`) touches no file outside its own outs in dvc.yaml."""
+    repo = pipeline["repo"]
+    for stage in STAGES:
+        before = result_files(repo)
+        run(repo, "dvc", "repro", "-s", "-f", stage)
+        after = result_files(repo)
+        touched = [p for p in after if before.get(p) != after[p]] + [p for p in before if p not in after]
+        declared = [repo / out for out in read_stage(stage, repo / "dvc.yaml").outs]
+        stray = [p for p in touched if not any(p == out or out in p.parents for out in declared)]
+        assert stray == [], f"{stage} wrote outside its declared outputs: {stray}"
+        assert bool(touched) == bool(declared), f"{stage} declares {declared} but wrote {touched}"
+
+
 def test_second_repro_is_a_no_op(pipeline: dict) -> None:
     assert stages_run(pipeline["second"]) == []
     assert "Data and pipelines are up to date" in pipeline["second"]
