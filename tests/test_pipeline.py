@@ -250,3 +250,13 @@ def test_a_grid_shared_across_machines_through_git_and_a_dvc_remote(pipeline: di
     assert (third / "models/model.pt").read_bytes() == models["lat3"]
     assert (third / "reports/sample/prior_samples.png").exists()
     assert stages_run(run(third, "dvc", "repro")) == []
+
+
+def test_the_python_api_reads_any_revision_without_checking_it_out(pipeline: dict) -> None:
+    code = ("import vae\n"
+            "print(vae.load_model(rev='HEAD').latent_dim, vae.load_metrics(rev='HEAD')['epoch'])\n"
+            "try:\n    vae.load_model(rev='no-such-experiment')\nexcept vae.errors.UserError as err:\n    print(err)\n")
+    lines = run(pipeline["repo"], sys.executable, "-c", code).strip().splitlines()
+    assert lines[0] == "2 1"  # the committed baseline: latent_dim 2, one epoch
+    assert lines[-1] == ("this repository has no experiment, branch, tag or commit named 'no-such-experiment'; "
+                         "`dvc exp list --all-commits` lists the experiments")

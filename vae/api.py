@@ -23,9 +23,7 @@ from vae.checkpoint import load_model as _load_model_file
 from vae.errors import UserError
 from vae.generate import prior_samples
 from vae.model import VAE, encode
-from vae.pipeline import metrics_files
-
-MODEL = "models/model.pt"
+from vae.pipeline import metrics_files, named_paths
 
 __all__ = ["load_model", "load_metrics", "encode", "decode", "sample"]
 
@@ -35,9 +33,14 @@ def _revision_error(rev: str, repo: str | None) -> UserError:
                      "`dvc exp list --all-commits` lists the experiments")
 
 
-def load_model(path: str | Path = MODEL, rev: str | None = None, repo: str | None = None,
+def load_model(path: str | Path | None = None, rev: str | None = None, repo: str | None = None,
                device: torch.device | str = "cpu") -> VAE:
-    """The VAE stored at ``path``: in the working tree, or in revision ``rev`` of ``repo`` (default: here)."""
+    """The VAE stored at ``path``: in the working tree, or in revision ``rev`` of ``repo`` (default: here).
+
+    ``path`` defaults to the model file dvc.yaml names (``paths.model``).
+    """
+    if path is None:
+        path = named_paths()["model"]
     if rev is None and repo is None:
         return _load_model_file(path, device)
     import dvc.api

@@ -57,6 +57,11 @@ def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any
     return pipeline, context
 
 
+def named_paths(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
+    """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once."""
+    return dict(_load(Path(dvc_yaml), None)[1].get("paths", {}))
+
+
 def metrics_files(dvc_yaml: str | Path = "dvc.yaml", text: str | None = None) -> list[str]:
     """The top-level ``metrics`` of a dvc.yaml (``text`` if given, e.g. read from another revision)."""
     pipeline, context = _load(Path(dvc_yaml), text)
