@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 import torch
 
+from vae.errors import UserError
 from vae.figures import reconstruction_grid
 from vae.io import load_torch, write_bytes, write_csv, write_json, write_torch
 from vae.model import VAE
@@ -73,7 +74,7 @@ def run_key(stage: str, params: Params, device: torch.device, dvc_yaml: str | Pa
     h = hashlib.sha256(json.dumps({"cmd": spec.cmd, "params": settings}, sort_keys=True).encode())
     for dep in spec.deps:
         if not Path(dep).exists():
-            raise FileNotFoundError(f"{dep}, a dependency of {stage} in {dvc_yaml}, is missing")
+            raise UserError(f"{dep}, a dependency of {stage} in {dvc_yaml}, is missing; run `dvc repro`")
         _hash_path(h, Path(dep))
     return h.hexdigest()
 
