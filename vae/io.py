@@ -11,10 +11,9 @@ import json
 import os
 import shutil
 import tempfile
-import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -93,7 +92,7 @@ def write_torch(path: str | Path, obj: Any) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: str | Path | typing.BinaryIO, device: torch.device | str = "cpu") -> Any:
+def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> Any:
     """``torch.load`` of a file that may come from anywhere: only tensors and plain containers load.
 
     ``weights_only=True`` refuses pickled objects, so loading cannot run code. A missing

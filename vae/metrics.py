@@ -128,18 +128,24 @@ def mean_kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 
 @torch.no_grad()
+def reconstructions(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Decoder means at the posterior means of flat images ``x``, (N, 784): deterministic reconstructions."""
+    mu, _ = encode(model, x, batch_size)
+    return torch.cat([model.decoder(mu[start:start + batch_size]) for start in range(0, len(mu), batch_size)])
+
+
+@torch.no_grad()
 def reconstruction_mse(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> float:
     """Squared error per image: the mean over images of sum over pixels (x - x_hat)^2.
 
     x_hat is the decoder's mean at z = mu, so the number is deterministic; it
     is on the [0, 1] pixel scale, a sum over the 784 pixels, not a mean.
     """
-    model.eval()
+    x_hat = reconstructions(model, x, batch_size)
     total = torch.zeros((), device=x.device, dtype=torch.float64)
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        mu, _ = model.encoder(xb)
-        total += (model.decoder(mu) - xb.reshape(len(xb), -1)).pow(2).sum()
+    flat = x.reshape(len(x), -1)
+    for start in range(0, len(x), batch_size):  # batch sums in float32, as the metric has always been added
+        total += (x_hat[start:start + batch_size] - flat[start:start + batch_size]).pow(2).sum()
     return float(total) / len(x)
 
 
@@ -208,9 +214,7 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     """
     real, _ = features_and_logits(classifier, test_x)
     samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_samples, seed))
-    mu, _ = encode(model, test_x)
-    recon = torch.cat([model.decoder(mu[start:start + EVAL_BATCH]) for start in range(0, len(mu), EVAL_BATCH)])
-    recon_features, recon_logits = features_and_logits(classifier, recon)
+    recon_features, recon_logits = features_and_logits(classifier, reconstructions(model, test_x))
     labels = torch.as_tensor(_numpy(test_y).astype(np.int64), device=recon_logits.device)
     return {"fd_samples": frechet_distance(samples, real),
             "fd_reconstructions": frechet_distance(recon_features, real),
