@@ -129,7 +129,7 @@ def notebook_variant(raw_dir: Path, tmp: Path, p: Params, device: torch.device) 
 
 def pipeline_variant(train_npz: Path, val_npz: Path, p: Params, device: torch.device) -> Variant:
     train_x, val_x = (to_tensor(load_split(path)[0], device) for path in (train_npz, val_npz))
-    state = TrainState.new(INPUT_DIM, p.hidden_dim, p.latent_dim, p.lr, p.seed, device)
+    state = TrainState.new(p.model_config(), p.lr, p.seed, device, p.adam_eps)
     return Variant("pipeline", lambda e: train_epoch(state, train_x, p.batch_size, e, progress=False),
                    lambda: evaluate_elbo(state.model, val_x, p.seed)["loss"], len(train_x),
                    (train_x.nbytes + val_x.nbytes) / MIB)

@@ -214,7 +214,7 @@ def test_probes_on_separable_latents():
 def test_probes_beat_chance_on_a_briefly_trained_vae(mnist_test_set):
     raw, labels = mnist_test_set
     x = to_tensor(raw[:6000])
-    state = TrainState.new(784, 256, 8, 1e-3, seed=0, device=torch.device("cpu"))
+    state = TrainState.new({"hidden_dim": 256, "latent_dim": 8}, 1e-3, seed=0, device=torch.device("cpu"))
     for epoch in range(1, 5):  # 4 epochs of 50 batches
         train_epoch(state, x[:5000], 100, epoch, progress=False)
     train_z, _ = encode(state.model, x[:5000])

@@ -191,7 +191,7 @@ def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) 
 
 
 def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_last_good_state(tmp_path: Path) -> None:
-    state = TrainState.new(784, 32, 2, 1e-3, 0, torch.device("cpu"))
+    state = TrainState.new({"hidden_dim": 32, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"))
     x = torch.rand(300, 784)
     saved = []
 
@@ -220,7 +220,7 @@ def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.Monk
             os.kill(os.getpid(), signal.SIGTERM)
         # Had that KeyboardInterrupt been raised inside a finalizer, Python would have dropped it;
         # the training loop's next check stops all the same.
-        state = TrainState.new(784, 16, 2, 1e-3, 0, torch.device("cpu"))
+        state = TrainState.new({"hidden_dim": 16, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"))
         with pytest.raises(KeyboardInterrupt):
             fit(state, torch.rand(256, 784), torch.rand(10, 784), 128, 1, 0, progress=False)
         assert state.epoch == 0

@@ -1,7 +1,8 @@
 """What a training run keeps, and who decides when it is still valid.
 
 Per epoch, as the notebook: the model's weights (``epoch_001.pt``, ... in the epochs
-folder) and a reconstruction grid drawn when the epoch ends. Once: the full training
+folder) and a reconstruction grid drawn when the epoch ends; for long runs, of every
+``save_every``-th epoch and the last only. Once: the full training
 state of the last completed epoch (weights, Adam moments, both generators, the loss
 history), from which a killed run continues bit-identically. ``model.pt`` is the
 weights file of epoch ``num_epochs``, byte for byte (DVC stores it once).
@@ -83,9 +84,14 @@ class TrainingRecord:
     """The train stage's outputs: per-epoch weights and grids, the training state, model and reports."""
 
     def __init__(self, model: Path, epochs: Path, state: Path, reconstructions: Path, history: Path,
-                 metrics: Path) -> None:
+                 metrics: Path, save_every: int = 1) -> None:
         self.model, self.epochs, self.state = Path(model), Path(epochs), Path(state)
         self.reconstructions, self.history, self.metrics = Path(reconstructions), Path(history), Path(metrics)
+        self.save_every = save_every
+
+    def kept(self, epoch: int, num_epochs: int) -> bool:
+        """Whether ``epoch``'s weights and grid are kept: every ``save_every``-th, and the last."""
+        return epoch % self.save_every == 0 or epoch == num_epochs
 
     def weights(self, epoch: int) -> Path:
         return self.epochs / f"epoch_{epoch:03d}.pt"
@@ -109,21 +115,27 @@ class TrainingRecord:
                 stale.unlink()
         saved = load_torch(self.state) if self.state.exists() else None
         if saved is not None and saved.get("run_key") == key and \
-                set(range(1, min(saved["epoch"], num_epochs) + 1)) <= set(self.saved_epochs()):
+                self._needed(saved["epoch"], num_epochs) <= set(self.saved_epochs()):
             log.info("resuming from %s (epoch %d; num_epochs %d)", self.state, saved["epoch"], num_epochs)
             return saved
         if saved is not None or self.saved_epochs():
-            log.info("the training state in %s was made with other params, data or code: starting over",
-                     self.state)
+            log.info("the training state in %s was made with other params, data or code, or the weights of "
+                     "epoch %d were not kept: starting over", self.state, num_epochs)
         for stale in (self.state, self.history, self.metrics):  # `dvc exp show` must not show them as this run's
             stale.unlink(missing_ok=True)
         self._prune(0, 0)
         return None
 
-    def save_epoch(self, state: TrainState, key: str, images: torch.Tensor, seed: int) -> None:
+    def _needed(self, saved_epoch: int, num_epochs: int) -> set[int]:
+        """The weights files a state at ``saved_epoch`` needs to give a run of ``num_epochs``."""
+        last = min(saved_epoch, num_epochs)
+        return {e for e in range(1, last + 1) if e % self.save_every == 0} | ({last} if last == num_epochs else set())
+
+    def save_epoch(self, state: TrainState, key: str, num_epochs: int, images: torch.Tensor, seed: int) -> None:
         """Everything of the epoch that just ended; the training state last, as the commit point."""
-        save_model(self.weights(state.epoch), state.model)
-        reconstruction_grid(self.grid(state.epoch), state.model, images, seed)
+        if self.kept(state.epoch, num_epochs):
+            save_model(self.weights(state.epoch), state.model)
+            reconstruction_grid(self.grid(state.epoch), state.model, images, seed)
         self._write_reports(state.history)
         write_torch(self.state, state.to_dict(key))
 
@@ -131,7 +143,7 @@ class TrainingRecord:
         """Make the outputs those of epoch ``num_epochs`` (the state may be further along)."""
         self._prune(state.epoch, num_epochs)
         for epoch in range(1, num_epochs + 1):  # grids pruned by an earlier, shorter run
-            if not self.grid(epoch).exists():
+            if self.kept(epoch, num_epochs) and not self.grid(epoch).exists():
                 reconstruction_grid(self.grid(epoch), load_model(self.weights(epoch), images.device), images, seed)
         write_bytes(self.model, self.weights(num_epochs).read_bytes())
         self._write_reports(state.history[:num_epochs])

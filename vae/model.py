@@ -1,4 +1,11 @@
-"""The notebook's VAE: an MLP encoder and decoder, the reparameterization trick, BCE + KL.
+"""The VAE: encoder, decoder, the reparameterization trick, and its loss (-ELBO).
+
+The default is the notebook's model: an MLP (784-512-512-latent, ReLU) and BCE + KL
+on grey pixels. Options: the MLP's depth and activation (``tanh`` for the IWAE
+paper's 784-200-200-50), a small ``conv`` encoder and decoder, and the likelihood
+p(x|z): ``bernoulli`` (the notebook's, on grey levels), ``binarized`` (the same on
+pixels drawn as 0/1, the papers' dynamically binarized MNIST) or
+``continuous_bernoulli`` (a normalized density on [0, 1]).
 
 Module names match the notebook's, so its ``state_dict`` files load here and ours there.
 Sampling takes an optional ``torch.Generator`` so that every random draw of the
@@ -17,49 +24,95 @@ INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics never depend on a knob
 
 
-class Encoder(nn.Module):
-    """x -> (mu, logvar) of the Gaussian posterior q(z|x)."""
+LIKELIHOODS = ("bernoulli", "binarized", "continuous_bernoulli")
+ARCHITECTURES = ("mlp", "conv")
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+# Options at these values are left out of a model's ``config``, so that the notebook's
+# model files (and ours from before these options) load, and are written byte for byte as before.
+DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli"}
+CONV_CHANNELS = (16, 32)  # the conv encoder's feature maps at 14 x 14 and 7 x 7; the decoder mirrors it
 
-    def __init__(self, input_dim: int, hidden_dim: int, latent_dim: int) -> None:
+
+def _mlp(sizes: list[int], activation: str) -> list[nn.Module]:
+    """Linear layers between consecutive ``sizes``, each followed by the activation."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    return layers
+
+
+class Encoder(nn.Module):
+    """x -> (mu, logvar) of the Gaussian posterior q(z|x).
+
+    ``mlp``: ``hidden_layers`` layers of ``hidden_dim`` units. ``conv``: two stride-2
+    4x4 convolutions (28 -> 14 -> 7) with ``CONV_CHANNELS`` feature maps, then linear maps.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, latent_dim: int, hidden_layers: int = 2,
+                 activation: str = "relu", architecture: str = "mlp") -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(input_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.ReLU(),
-        )
-        self.fc_mu = nn.Linear(hidden_dim, latent_dim)
-        self.fc_logvar = nn.Linear(hidden_dim, latent_dim)
+        if architecture == "conv":
+            c1, c2 = CONV_CHANNELS
+            self.net = nn.Sequential(
+                nn.Unflatten(1, (1, *IMAGE_SHAPE)),
+                nn.Conv2d(1, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
+                nn.Conv2d(c1, c2, 4, stride=2, padding=1), ACTIVATIONS[activation](),
+                nn.Flatten(),
+            )
+            features = c2 * (IMAGE_SHAPE[0] // 4) * (IMAGE_SHAPE[1] // 4)
+        else:
+            self.net = nn.Sequential(nn.Flatten(), *_mlp([input_dim] + [hidden_dim] * hidden_layers, activation))
+            features = hidden_dim
+        self.fc_mu = nn.Linear(features, latent_dim)
+        self.fc_logvar = nn.Linear(features, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(x)
+        h = self.net(x.flatten(1))  # the MLP's nn.Flatten stays: it keeps the notebook's layer numbers
         return self.fc_mu(h), self.fc_logvar(h)
 
 
 class Decoder(nn.Module):
-    """z -> Bernoulli means of the 784 pixels, flat (N, 784); ``images`` reshapes them."""
+    """z -> the logits of p(x|z), flat (N, 784); ``forward`` gives the pixels' means.
 
-    def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int) -> None:
+    The mirror image of the encoder: ``mlp`` layers, or a linear map to 7 x 7 feature
+    maps and two stride-2 transposed convolutions (7 -> 14 -> 28).
+    """
+
+    def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int, hidden_layers: int = 2,
+                 activation: str = "relu", architecture: str = "mlp", likelihood: str = "bernoulli") -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, output_dim),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        self.likelihood = likelihood
+        if architecture == "conv":
+            c1, c2 = CONV_CHANNELS
+            side = IMAGE_SHAPE[0] // 4, IMAGE_SHAPE[1] // 4
+            self.net = nn.Sequential(
+                nn.Linear(latent_dim, c2 * side[0] * side[1]), ACTIVATIONS[activation](),
+                nn.Unflatten(1, (c2, *side)),
+                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
+                nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
+                nn.Flatten(),
+                nn.Sigmoid(),
+            )
+        else:
+            self.net = nn.Sequential(*_mlp([latent_dim] + [hidden_dim] * hidden_layers, activation),
+                                     nn.Linear(hidden_dim, output_dim), nn.Sigmoid())
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """The pre-sigmoid outputs a, with x_hat = sigmoid(a); losses are computed from these."""
+        """The pre-sigmoid outputs a, with sigmoid(a) the Bernoulli means; losses are computed from these."""
         *layers, _sigmoid = self.net  # not self.net[:-1], which builds a new Sequential per call
         for layer in layers:
             z = layer(z)
         return z
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x|z) of each pixel: what sample and reconstruction images show.
+
+        The continuous Bernoulli's mean is not its parameter sigmoid(a), so it is
+        computed (by ``torch.distributions``); the Bernoulli's is sigmoid(a).
+        """
+        if self.likelihood == "continuous_bernoulli":
+            return torch.distributions.ContinuousBernoulli(logits=self.logits(z)).mean
+        return self.net(z)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
@@ -70,19 +123,31 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
 
 
 class VAE(nn.Module):
-    def __init__(self, input_dim: int = INPUT_DIM, hidden_dim: int = 512, latent_dim: int = 2) -> None:
+    """The encoder, the decoder, and ``config``: the keyword arguments that rebuild it."""
+
+    def __init__(self, input_dim: int = INPUT_DIM, hidden_dim: int = 512, latent_dim: int = 2,
+                 hidden_layers: int = 2, activation: str = "relu", architecture: str = "mlp",
+                 likelihood: str = "bernoulli") -> None:
         super().__init__()
-        self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim}
-        self.encoder = Encoder(input_dim, hidden_dim, latent_dim)
-        self.decoder = Decoder(latent_dim, hidden_dim, input_dim)
+        options = {"hidden_layers": hidden_layers, "activation": activation,
+                   "architecture": architecture, "likelihood": likelihood}
+        self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
+                       **{key: value for key, value in options.items() if value != DEFAULTS[key]}}
+        shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
+        self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
+        self.decoder = Decoder(latent_dim, hidden_dim, input_dim, **shape, likelihood=likelihood)
 
     @property
     def latent_dim(self) -> int:
         return self.config["latent_dim"]
 
+    @property
+    def likelihood(self) -> str:
+        return self.decoder.likelihood
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (x_hat, mu, logvar, z) with x_hat flat, shape (N, 784)."""
+        """Return (x_hat, mu, logvar, z) with x_hat the decoder's means, flat, shape (N, 784)."""
         mu, logvar = self.encoder(x)
         z = reparameterize(mu, logvar, generator)
         return self.decoder(z), mu, logvar, z
@@ -106,19 +171,57 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The notebook's loss, summed over pixels and the batch: (recon + KL, recon, KL).
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), lambda = sigmoid(a).
 
-    recon is the notebook's ``BCELoss(reduction="sum")`` of x_hat = sigmoid(logits),
-    computed from the logits (``binary_cross_entropy_with_logits``): the same
-    value wherever x_hat is representable, exact where sigmoid rounds to 0 or 1
-    in float32 (the notebook's loss is clamped there and its gradient vanishes),
-    and 3-4x cheaper on the CPU than BCE after a sigmoid. KL is the analytic
-    -0.5 * sum(1 + log sigma^2 - mu^2 - sigma^2). Divide by the batch size for
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), which in terms of the logit is
+    a / tanh(a / 2); near a = 0 (lambda = 1/2, where both vanish) its Taylor series 2 + a^2 / 6.
+    """
+    small = logits.abs() < 1e-2
+    safe = torch.where(small, torch.ones_like(logits), logits)  # no 0/0, not even in the unused branch
+    return torch.where(small, 2 + logits.square() / 6, safe / torch.tanh(safe / 2)).log()
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, likelihood: str,
+                        reduction: str = "sum") -> torch.Tensor:
+    """-log p(x|z) from the decoder's logits: summed (``"sum"``) or per pixel (``"none"``).
+
+    ``bernoulli`` and ``binarized``: the notebook's ``BCELoss(reduction="sum")`` of
+    x_hat = sigmoid(logits), computed from the logits (``binary_cross_entropy_with_logits``):
+    the same value wherever x_hat is representable, exact where sigmoid rounds to 0 or 1 in
+    float32 (the notebook's loss is clamped there and its gradient vanishes), and 3-4x cheaper
+    on the CPU. On grey pixels this is not a density; ``binarized`` feeds it 0/1 pixels.
+    ``continuous_bernoulli``: the same minus log C(lambda), a normalized density on [0, 1].
+    """
+    nll = F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction=reduction)
+    if likelihood == "continuous_bernoulli":
+        log_norm = continuous_bernoulli_log_norm(logits)
+        nll = nll - (log_norm.sum() if reduction == "sum" else log_norm)
+    return nll
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Pixels drawn as Bernoulli(x): dynamic binarization (a new draw every time an image is used)."""
+    return torch.bernoulli(x, generator=generator)
+
+
+EVAL_BINARIZATION_SEED = 0  # not the seed param: every model is scored on the same bits
+
+
+def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
+    """The one binarization of held-out images (validation, test) that every model is scored on."""
+    return binarize(x, torch.Generator(x.device).manual_seed(EVAL_BINARIZATION_SEED))
+
+
+def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             likelihood: str = "bernoulli") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The negative ELBO summed over pixels and the batch: (recon + KL, recon, KL).
+
+    recon is ``reconstruction_loss``; KL the analytic -0.5 * sum(1 + log sigma^2 - mu^2 -
+    sigma^2). With the default likelihood, the notebook's loss. Divide by the batch size for
     per-image values.
     """
-    recon = F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction="sum")
+    recon = reconstruction_loss(logits, x, likelihood)
     kld = gaussian_kl(mu, logvar).sum()
     return recon + kld, recon, kld
 
@@ -128,4 +231,4 @@ def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None
     """``vae_loss`` of a batch of flat images with one latent sample per image from ``generator``."""
     mu, logvar = model.encoder(x)
     z = reparameterize(mu, logvar, generator)
-    return vae_loss(x, model.decoder.logits(z), mu, logvar)
+    return vae_loss(x, model.decoder.logits(z), mu, logvar, model.likelihood)

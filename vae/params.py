@@ -16,6 +16,8 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
+from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, LIKELIHOODS
+from vae.training import IWAE_EPOCHS, LR_SCHEDULES
 
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
 
@@ -41,10 +43,30 @@ class Params:
     classifier_epochs: int
     classifier_batch_size: int
     classifier_lr: float
+    likelihood: str
+    beta: float
+    kl_warmup_epochs: int
+    architecture: str
+    hidden_layers: int
+    activation: str
+    adam_eps: float
+    lr_schedule: str
+    lr_schedule_epochs: int
+    output_bias_init: str
+    save_every: int
+
+    def model_config(self) -> dict[str, Any]:
+        """The keyword arguments of ``vae.model.VAE`` that these params choose."""
+        return {"hidden_dim": self.hidden_dim, "latent_dim": self.latent_dim, "hidden_layers": self.hidden_layers,
+                "activation": self.activation, "architecture": self.architecture, "likelihood": self.likelihood}
 
 
 def _positive(value: float) -> bool:
     return value > 0
+
+
+def _one_of(*allowed: str) -> tuple[type, Callable[[Any], bool], str]:
+    return str, lambda v: v in allowed, f"one of {', '.join(allowed)}"
 
 
 def _device(value: str) -> bool:
@@ -74,7 +96,30 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "classifier_epochs": (int, _positive, "an integer > 0"),
     "classifier_batch_size": (int, _positive, "an integer > 0"),
     "classifier_lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+    "likelihood": _one_of(*LIKELIHOODS),
+    "beta": (float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"),
+    "kl_warmup_epochs": (int, lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
+    "architecture": _one_of(*ARCHITECTURES),
+    "hidden_layers": (int, _positive, "an integer > 0"),
+    "activation": _one_of(*ACTIVATIONS),
+    "adam_eps": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+    "lr_schedule": _one_of(*LR_SCHEDULES),
+    "lr_schedule_epochs": (int, _positive, "an integer > 0"),
+    "output_bias_init": _one_of("default", "train_mean"),
+    "save_every": (int, _positive, "an integer > 0"),
 }
+# Combinations that mean nothing: (key, its value is not this default, unless ..., why)
+_ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
+    ("hidden_layers", DEFAULTS["hidden_layers"], lambda v: v["architecture"] == "mlp",
+     "applies to architecture: mlp only"),
+    ("output_bias_init", "default", lambda v: v["architecture"] == "mlp",
+     "train_mean sets the MLP decoder's per-pixel output bias; use it with architecture: mlp"),
+    ("lr_schedule_epochs", IWAE_EPOCHS, lambda v: v["lr_schedule"] != "constant",
+     "sets the span of a learning-rate schedule; with lr_schedule: constant leave it at "
+     f"{IWAE_EPOCHS}"),
+    ("kl_warmup_epochs", 0, lambda v: v["kl_warmup_epochs"] <= v["num_epochs"],
+     "is longer than num_epochs, so the KL weight would never reach beta; lower it"),
+]
 assert set(_RULES) == {f.name for f in fields(Params)}
 
 
@@ -112,6 +157,9 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
         if not check(value):
             raise UserError(f"{source}: {key} = {raw[key]!r} is not {allowed}; fix it in {source}")
         values[key] = value
+    for key, default, holds, why in _ONLY_WITH:
+        if values[key] != default and not holds(values):
+            raise UserError(f"{source}: {key} = {raw[key]!r} {why}; fix it in {source}")
     if values["tsne_perplexity"] >= values["tsne_subset"]:
         raise UserError(f"{source}: tsne_perplexity = {raw['tsne_perplexity']!r} must be smaller than "
                         f"tsne_subset = {raw['tsne_subset']!r}; lower the perplexity or raise the subset")

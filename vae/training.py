@@ -3,9 +3,9 @@
 The notebook feeds a ``DataLoader`` with a per-image ``ToTensor`` transform and
 two worker processes; here the whole split is one float tensor on the device
 and each batch is an index into it, which removes the data pipeline's cost.
-Every random draw comes from two generators (batch order, latent noise) whose
-states are saved in each checkpoint, so a resumed run is bit-identical to an
-uninterrupted one.
+Every random draw comes from generators (batch order, latent noise, and with the
+``binarized`` likelihood the training pixels) whose states are saved in each
+checkpoint, so a resumed run is bit-identical to an uninterrupted one.
 """
 
 import logging
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from vae import interrupt
 from vae.errors import UserError
-from vae.model import EVAL_BATCH, VAE, negative_elbo
+from vae.model import EVAL_BATCH, VAE, binarize, negative_elbo
 
 log = logging.getLogger("vae")
 
@@ -27,9 +27,50 @@ TERMS = ("loss", "recon", "kl")
 HISTORY_COLUMNS = ("epoch", *(f"{split}_{term}" for split in ("train", "val") for term in TERMS))
 
 
-def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
+IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
+IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
+LR_SCHEDULES = ("constant", "iwae")
+
+
+def make_optimizer(model: VAE, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """The notebook's Adam, with the fused kernel (same update, far fewer kernel calls)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, eps=eps, fused=True)
+
+
+def logit_of_mean(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel logit of the images' mean, clipped to [0.001, 0.999] (Burda et al.'s output bias)."""
+    return torch.logit(x.mean(0).clamp(0.001, 0.999))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the learning rate and the KL term's weight change during training.
+
+    ``lr_schedule``: ``constant``, or ``iwae``, Burda et al.'s: stage i = 0..7 lasts 3^i
+    epochs at ``lr * 10^(-i/7)`` (3280 epochs), scaled to span ``lr_schedule_epochs``.
+    The KL weight rises linearly, batch by batch, from 0 to ``beta`` over the first
+    ``kl_warmup_epochs`` epochs (Bowman et al. 2016), and stays at ``beta`` without warm-up.
+    """
+
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    lr_schedule_epochs: int = IWAE_EPOCHS
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (1, 2, ...)."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        paper_epochs = (epoch - 1) * IWAE_EPOCHS / self.lr_schedule_epochs  # done, in the paper's epochs
+        stage = max(i for i in range(IWAE_STAGES) if (3**i - 1) // 2 <= paper_epochs)
+        return self.lr * 10 ** (-stage / 7)
+
+    def kl_weight_at(self, epochs_done: float) -> float:
+        """The KL weight after ``epochs_done`` epochs (fractional within an epoch)."""
+        if self.kl_warmup_epochs == 0:
+            return self.beta
+        return self.beta * min(1.0, epochs_done / self.kl_warmup_epochs)
 
 
 @dataclass
@@ -40,17 +81,30 @@ class TrainState:
     optimizer: torch.optim.Adam
     shuffle_gen: torch.Generator  # batch order, on the CPU
     noise_gen: torch.Generator  # reparameterization noise, on the model's device
+    binarize_gen: torch.Generator | None = None  # training pixels' 0/1 draws (``binarized`` only)
     epoch: int = 0
     history: list[dict[str, float]] | None = None
 
     @classmethod
-    def new(cls, input_dim: int, hidden_dim: int, latent_dim: int, lr: float, seed: int,
-            device: torch.device) -> "TrainState":
+    def new(cls, model_config: dict[str, Any], lr: float, seed: int, device: torch.device,
+            adam_eps: float = 1e-8, output_bias: torch.Tensor | None = None) -> "TrainState":
+        """A fresh model (``VAE(**model_config)``, seeded init), its Adam and generators.
+
+        ``output_bias`` replaces the decoder's last bias (MLP only), e.g. ``logit_of_mean``.
+        """
         torch.manual_seed(seed)  # weight initialization
-        model = VAE(input_dim, hidden_dim, latent_dim).to(device)
-        return cls(model, make_optimizer(model, lr),
+        model = VAE(**model_config).to(device)
+        if output_bias is not None:
+            with torch.no_grad():
+                model.decoder.net[-2].bias.copy_(output_bias)
+        binarize_gen = torch.Generator(device).manual_seed(seed + 2) if model.likelihood == "binarized" else None
+        return cls(model, make_optimizer(model, lr, adam_eps),
                    torch.Generator().manual_seed(seed),
-                   torch.Generator(device=device).manual_seed(seed + 1), 0, [])
+                   torch.Generator(device=device).manual_seed(seed + 1), binarize_gen, 0, [])
+
+    def generators(self) -> dict[str, torch.Generator]:
+        gens = {"shuffle": self.shuffle_gen, "noise": self.noise_gen}
+        return gens if self.binarize_gen is None else gens | {"binarize": self.binarize_gen}
 
     def to_dict(self, run_key: str) -> dict[str, Any]:
         return {
@@ -59,7 +113,7 @@ class TrainState:
             "config": self.model.config,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": {"shuffle": self.shuffle_gen.get_state(), "noise": self.noise_gen.get_state()},
+            "rng": {name: gen.get_state() for name, gen in self.generators().items()},
             # A float64 table, not a list of dicts: pickled dicts of strings can differ in
             # bytes between a fresh and a resumed run, and checkpoints must be identical.
             "history": torch.tensor([[row[c] for c in HISTORY_COLUMNS] for row in self.history],
@@ -69,8 +123,8 @@ class TrainState:
     def load_dict(self, saved: dict[str, Any]) -> None:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
-        self.shuffle_gen.set_state(saved["rng"]["shuffle"])
-        self.noise_gen.set_state(saved["rng"]["noise"].cpu())
+        for name, gen in self.generators().items():
+            gen.set_state(saved["rng"][name].cpu())
         self.epoch = saved["epoch"]
         self.history = [dict(zip(HISTORY_COLUMNS, row)) for row in saved["history"].tolist()]
         for row in self.history:
@@ -78,8 +132,11 @@ class TrainState:
 
 
 def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
-                progress: bool = True) -> dict[str, float]:
+                progress: bool = True, schedule: Schedule = Schedule()) -> dict[str, float]:
     """One pass over ``x`` in shuffled batches; returns per-image loss, recon and KL.
+
+    The step minimizes recon + w * KL with w from ``schedule``; the loss returned is
+    the unweighted negative ELBO, whatever w is.
 
     Batch losses are kept on the device and checked once per epoch (no per-batch
     synchronization); a non-finite one raises ``UserError`` naming the epoch and
@@ -95,9 +152,13 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
                                    disable=None if progress else True, mininterval=1.0)):
         # index_select copies whole rows; x[idx] goes through the general indexing kernel, ~4x slower
         xb = x.index_select(0, order[start:start + batch_size])
+        if state.binarize_gen is not None:
+            xb = binarize(xb, state.binarize_gen)
         loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
+        weight = schedule.kl_weight_at(epoch - 1 + i / len(starts))
+        objective = loss if weight == 1.0 else recon + weight * kld
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         optimizer.step()
         torch.stack((loss.detach(), recon.detach(), kld.detach()), out=sums[i])  # no temporary
         interrupt.check(epoch, i + 1)
@@ -122,8 +183,11 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int) -> dict[str, float]:
 
 def fit(state: TrainState, train_x: torch.Tensor, val_x: torch.Tensor, batch_size: int,
         num_epochs: int, seed: int, on_epoch: Callable[[TrainState], None] | None = None,
-        progress: bool = True) -> TrainState:
+        progress: bool = True, schedule: Schedule = Schedule()) -> TrainState:
     """Train from ``state.epoch`` to ``num_epochs``, calling ``on_epoch`` after each epoch.
+
+    With the ``binarized`` likelihood, ``val_x`` should be binarized once by the caller
+    (``vae.model.fixed_binarization``), so that every epoch is validated on the same bits.
 
     ``on_epoch`` is where the caller saves a checkpoint; an interruption loses
     at most the epoch in progress.
@@ -131,7 +195,10 @@ def fit(state: TrainState, train_x: torch.Tensor, val_x: torch.Tensor, batch_siz
     epochs = tqdm(range(state.epoch + 1, num_epochs + 1), desc="training", unit="epoch",
                   initial=state.epoch, total=num_epochs, disable=None if progress else True)
     for epoch in epochs:
-        train = train_epoch(state, train_x, batch_size, epoch, progress)
+        if schedule.lr_schedule != "constant":
+            for group in state.optimizer.param_groups:
+                group["lr"] = schedule.lr_at(epoch)
+        train = train_epoch(state, train_x, batch_size, epoch, progress, schedule)
         val = evaluate_elbo(state.model, val_x, seed)
         if not all(math.isfinite(v) for v in val.values()):
             raise UserError(f"non-finite validation loss after epoch {epoch}; the last good "
