@@ -90,6 +90,16 @@ def test_ints_are_accepted_for_floats(raw):
     ("val_fraction", False, "a number strictly between 0 and 1"),
     ("batch_size", None, "an integer > 0"),
     ("batch_size", [128], "an integer > 0"),
+    ("likelihood", "gaussian", "one of bernoulli, binarized, continuous_bernoulli"),
+    ("beta", -1, "a finite number >= 0"),
+    ("kl_warmup_epochs", -1, "an integer >= 0"),
+    ("architecture", "resnet", "one of mlp, conv"),
+    ("hidden_layers", 0, "an integer > 0"),
+    ("activation", "gelu", "one of relu, tanh"),
+    ("adam_eps", 0, "a finite number > 0"),
+    ("lr_schedule", "cosine", "one of constant, iwae"),
+    ("output_bias_init", "zeros", "one of default, train_mean"),
+    ("save_every", 0, "an integer > 0"),
 ])
 def test_bad_value(raw, key, value, allowed):
     raw[key] = value
@@ -125,6 +135,30 @@ def test_unknown_key_instead_of_known_one(raw):
     raw["latent_dims"] = raw.pop("latent_dim")
     with pytest.raises(UserError, match="unknown key 'latent_dims'; did you mean latent_dim"):
         validate(raw)
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"architecture": "conv", "hidden_layers": 3}, "hidden_layers = 3 applies to architecture: mlp only"),
+    ({"architecture": "conv", "output_bias_init": "train_mean"},
+     "output_bias_init = 'train_mean' train_mean sets the MLP decoder's per-pixel output bias"),
+    ({"lr_schedule_epochs": 1000}, "lr_schedule_epochs = 1000 sets the span of a learning-rate schedule; "
+                                   "with lr_schedule: constant leave it at 3280"),
+    ({"kl_warmup_epochs": 30}, "kl_warmup_epochs = 30 is longer than num_epochs"),
+])
+def test_combinations_that_mean_nothing_are_one_error_line(raw, changes, error):
+    raw.update(changes)
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    assert str(info.value).startswith(f"params.yaml: {error}") and "\n" not in str(info.value), str(info.value)
+
+
+def test_the_iwae_papers_settings_are_valid(raw):
+    raw.update(likelihood="binarized", hidden_dim=200, activation="tanh", latent_dim=50, adam_eps=1e-4,
+               lr_schedule="iwae", lr_schedule_epochs=3280, num_epochs=3280, batch_size=20,
+               output_bias_init="train_mean", iwae_k=5000)
+    params = validate(raw)
+    assert params.model_config() == {"hidden_dim": 200, "latent_dim": 50, "hidden_layers": 2, "activation": "tanh",
+                                     "architecture": "mlp", "likelihood": "binarized"}
 
 
 def test_perplexity_must_be_below_subset(raw):

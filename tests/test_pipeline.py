@@ -9,6 +9,7 @@ Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from vae.data.datasets import DATASETS
@@ -182,6 +184,20 @@ def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict
     assert (repo / "reports/sample/traversals.png").exists()
     assert (repo / "reports/figures/latent_tsne.png").exists()
     assert not (repo / "reports/sample/manifold.png").exists()
+
+
+def test_exp_run_continuous_bernoulli_end_to_end(pipeline: dict) -> None:
+    repo = pipeline["repo"]
+    output = run(repo, "dvc", "exp", "run", "-n", "cb", "-S", "likelihood=continuous_bernoulli", "-S", "num_epochs=1")
+    assert stages_run(output) == ["check-params", "train", "evaluate", "sample", "embed-latents", "plot"]
+    model = torch.load(repo / "models/model.pt", weights_only=True)
+    assert model["config"]["likelihood"] == "continuous_bernoulli"
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    # a density of grey pixels: its per-image log-likelihood is far above any Bernoulli number's
+    assert metrics["iwae_log_likelihood_bound"] > 0 and math.isfinite(metrics["fd_samples"])
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json"))
+    assert "continuous_bernoulli" in json.dumps(shown)
+    assert (repo / "reports/sample/prior_samples.png").exists()
 
 
 def test_plots_show_draws_every_plot_on_a_utf8_page_that_renders_offline(pipeline: dict, tmp_path: Path) -> None:

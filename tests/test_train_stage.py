@@ -123,6 +123,33 @@ def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[
     assert digests(workdir) == clean[1]
 
 
+def test_binarized_sigkill_then_rerun_is_bit_identical(tmp_path: Path) -> None:
+    """The pixels' 0/1 draws come from a generator saved in the state, so they resume too."""
+    clean = make_workdir(tmp_path / "clean", likelihood="binarized", num_epochs=3)
+    train(clean)
+    killed = make_workdir(tmp_path / "killed", likelihood="binarized", num_epochs=3)
+    train(killed, signal_at="SIGKILL@2.5", returncode=-signal.SIGKILL)
+    log = train(killed)
+    assert "resuming from models/train_state.pt (epoch 1" in log and epochs_trained(log) == [2, 3]
+    assert digests(killed) == digests(clean)
+    assert load_torch(killed / "models/model.pt")["config"]["likelihood"] == "binarized"
+
+
+def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
+    workdir = make_workdir(tmp_path / "long", num_epochs=5, save_every=2)
+    train(workdir)
+    kept = sorted(p.name for p in (workdir / "models/epochs").iterdir())
+    assert kept == ["epoch_002.pt", "epoch_004.pt", "epoch_005.pt"]
+    assert sorted(p.name for p in (workdir / "reports/train/reconstructions").iterdir()) == \
+        ["recon_epoch_2.png", "recon_epoch_4.png", "recon_epoch_5.png"]
+    assert len((workdir / "reports/train/history.csv").read_text().splitlines()) == 1 + 5  # every epoch's losses
+    set_params(workdir, num_epochs=4)  # a kept epoch: nothing to train
+    assert epochs_trained(train(workdir)) == []
+    set_params(workdir, num_epochs=3)  # not kept: its weights must be trained again
+    log = train(workdir)
+    assert "the weights of epoch 3 are not in models/epochs" in log and epochs_trained(log) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: signal.Signals) -> None:
     workdir = make_workdir(tmp_path)

@@ -114,13 +114,16 @@ class TrainingRecord:
             for stale in folder.glob(".*.tmp") if folder.is_dir() else []:  # left by a kill during a write
                 stale.unlink()
         saved = load_torch(self.state) if self.state.exists() else None
-        if saved is not None and saved.get("run_key") == key and \
-                self._needed(saved["epoch"], num_epochs) <= set(self.saved_epochs()):
-            log.info("resuming from %s (epoch %d; num_epochs %d)", self.state, saved["epoch"], num_epochs)
-            return saved
-        if saved is not None or self.saved_epochs():
-            log.info("the training state in %s was made with other params, data or code, or the weights of "
-                     "epoch %d were not kept: starting over", self.state, num_epochs)
+        if saved is not None and saved.get("run_key") == key:
+            missing = self._needed(saved["epoch"], num_epochs) - set(self.saved_epochs())
+            if not missing:
+                log.info("resuming from %s (epoch %d; num_epochs %d)", self.state, saved["epoch"], num_epochs)
+                return saved
+            log.info("the weights of epoch %d are not in %s (save_every keeps every %dth): starting over",
+                     min(missing), self.epochs, self.save_every)
+        elif saved is not None or self.saved_epochs():
+            log.info("the training state in %s was made with other params, data or code: starting over",
+                     self.state)
         for stale in (self.state, self.history, self.metrics):  # `dvc exp show` must not show them as this run's
             stale.unlink(missing_ok=True)
         self._prune(0, 0)

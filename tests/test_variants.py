@@ -1,0 +1,179 @@
+"""The variants: each likelihood's loss against a hand computation, the conv and deeper MLP
+models, the KL warm-up and the IWAE paper's learning-rate schedule, binarization that is
+seeded and saved, and what the grey-level numbers bound."""
+
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vae.checkpoint import load_model, save_model
+from vae.metrics import iwae_bound
+from vae.model import (
+    VAE,
+    binarize,
+    continuous_bernoulli_log_norm,
+    fixed_binarization,
+    negative_elbo,
+    reconstruction_loss,
+)
+from vae.training import IWAE_EPOCHS, Schedule, TrainState, logit_of_mean, train_epoch
+
+
+def test_bernoulli_loss_is_the_hand_computed_cross_entropy() -> None:
+    logits, x = torch.randn(4, 784, dtype=torch.float64) * 3, torch.rand(4, 784, dtype=torch.float64)
+    p = torch.sigmoid(logits)
+    hand = -(x * p.log() + (1 - x) * (1 - p).log())
+    for likelihood in ("bernoulli", "binarized"):
+        assert torch.allclose(reconstruction_loss(logits, x, likelihood, "none"), hand)
+        assert reconstruction_loss(logits, x, likelihood).item() == pytest.approx(hand.sum().item())
+
+
+def test_continuous_bernoulli_loss_is_minus_torch_distributions_log_prob() -> None:
+    logits = torch.cat([torch.randn(2000, dtype=torch.float64) * 6,
+                        torch.tensor([0.0, 1e-3, -5e-3, 0.0099, 0.0101, 30.0, -30.0], dtype=torch.float64)])
+    x = torch.rand_like(logits)
+    reference = -torch.distributions.ContinuousBernoulli(logits=logits).log_prob(x)
+    assert torch.allclose(reconstruction_loss(logits, x, "continuous_bernoulli", "none"), reference, atol=1e-9)
+    assert continuous_bernoulli_log_norm(torch.zeros(1)).item() == pytest.approx(math.log(2))
+    # float32 stays at float32 precision (torch's own float32 log_prob is off by ~0.1 nats at |a| > 15)
+    ours32 = reconstruction_loss(logits.float(), x.float(), "continuous_bernoulli", "none")
+    assert torch.allclose(ours32.double(), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_continuous_bernoulli_gradient_is_finite_at_logit_zero() -> None:
+    logits = torch.zeros(3, requires_grad=True)
+    reconstruction_loss(logits, torch.full((3,), 0.7), "continuous_bernoulli").backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_continuous_bernoulli_images_show_its_mean_not_its_parameter() -> None:
+    torch.manual_seed(0)
+    model = VAE(hidden_dim=16, latent_dim=2, likelihood="continuous_bernoulli").eval()
+    z = torch.randn(5, 2)
+    logits = model.decoder.logits(z)
+    shown = model.decoder(z)
+    assert torch.allclose(shown, torch.distributions.ContinuousBernoulli(logits=logits).mean)
+    assert not torch.allclose(shown, torch.sigmoid(logits), atol=1e-3)
+
+
+def test_conv_model_shapes_and_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = VAE(latent_dim=16, architecture="conv").eval()
+    assert not any(isinstance(m, nn.Linear) and m.in_features == 512 for m in model.modules())  # no MLP inside
+    for x in (torch.rand(3, 784), torch.rand(3, 1, 28, 28)):
+        mu, logvar = model.encoder(x)
+        assert mu.shape == logvar.shape == (3, 16)
+    z = torch.randn(3, 16)
+    assert model.decoder.logits(z).shape == model.decoder(z).shape == (3, 784)
+    assert model.decoder(z).min() >= 0 and model.decoder(z).max() <= 1
+    save_model(tmp_path / "conv.pt", model)
+    loaded = load_model(tmp_path / "conv.pt")
+    assert loaded.config["architecture"] == "conv"
+    assert torch.equal(loaded.decoder(z), model.decoder(z))
+
+
+def test_the_iwae_papers_mlp_is_expressible() -> None:
+    model = VAE(hidden_dim=200, latent_dim=50, activation="tanh")
+    widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    assert widths == [(784, 200), (200, 200), (200, 50), (200, 50), (50, 200), (200, 200), (200, 784)]
+    assert any(isinstance(m, nn.Tanh) for m in model.modules()) and not any(isinstance(m, nn.ReLU)
+                                                                          for m in model.modules())
+    deeper = VAE(hidden_dim=64, latent_dim=2, hidden_layers=3)
+    assert sum(isinstance(m, nn.Linear) for m in deeper.encoder.net) == 3
+
+
+def test_default_options_stay_out_of_the_model_file_config() -> None:
+    assert VAE(hidden_dim=8).config == {"input_dim": 784, "hidden_dim": 8, "latent_dim": 2}
+    assert VAE(hidden_dim=8, likelihood="binarized").config["likelihood"] == "binarized"
+
+
+def test_kl_warmup_rises_linearly_from_zero_to_beta() -> None:
+    schedule = Schedule(beta=4.0, kl_warmup_epochs=10)
+    assert [schedule.kl_weight_at(e) for e in (0, 2.5, 5, 10, 15)] == [0.0, 1.0, 2.0, 4.0, 4.0]
+    assert Schedule(beta=0.5).kl_weight_at(0) == 0.5  # no warm-up: beta from the first batch
+
+
+def test_iwae_schedule_is_the_papers_eight_stages() -> None:
+    schedule = Schedule(lr=1e-3, lr_schedule="iwae")
+    lrs = [schedule.lr_at(epoch) for epoch in range(1, IWAE_EPOCHS + 1)]
+    stages = [lrs.count(1e-3 * 10 ** (-i / 7)) for i in range(8)]
+    assert stages == [1, 3, 9, 27, 81, 243, 729, 2187]
+    assert lrs[-1] == pytest.approx(1e-4)
+    compressed = [Schedule(lr_schedule="iwae", lr_schedule_epochs=1200).lr_at(e) for e in range(1, 1201)]
+    assert compressed == sorted(compressed, reverse=True) and compressed[-1] == pytest.approx(1e-4)
+    assert Schedule(lr=0.01).lr_at(500) == 0.01  # constant
+
+
+def test_the_step_uses_the_kl_weight_but_reports_the_unweighted_elbo() -> None:
+    x = (torch.rand(512, 784) < 0.2).float()
+    results = {}
+    for beta in (0.0, 1.0):
+        state = TrainState.new({"hidden_dim": 32, "latent_dim": 4}, 1e-3, 0, torch.device("cpu"))
+        stats = train_epoch(state, x, 64, 1, progress=False, schedule=Schedule(beta=beta))
+        assert stats["loss"] == pytest.approx(stats["recon"] + stats["kl"])
+        results[beta] = stats
+    assert results[0.0]["kl"] > results[1.0]["kl"]  # nothing pulls q towards the prior at beta = 0
+
+
+def test_train_mean_output_bias() -> None:
+    x = torch.rand(100, 784)
+    x[:, 0] = 0  # a pixel that is always black is clipped at logit(0.001), not -inf
+    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"),
+                           output_bias=logit_of_mean(x))
+    bias = state.model.decoder.net[-2].bias
+    assert bias[0].item() == pytest.approx(math.log(0.001 / 0.999), rel=1e-5)
+    assert torch.allclose(torch.sigmoid(bias[1:]), x.mean(0)[1:], atol=1e-6)
+
+
+def test_binarization_is_seeded_saved_in_the_state_and_resumed() -> None:
+    config = {"hidden_dim": 16, "latent_dim": 2, "likelihood": "binarized"}
+    x = torch.rand(256, 784)
+    state = TrainState.new(config, 1e-3, 0, torch.device("cpu"))
+    assert TrainState.new({"hidden_dim": 16, "latent_dim": 2}, 1e-3, 0, torch.device("cpu")).binarize_gen is None
+    train_epoch(state, x, 64, 1, progress=False)
+    buffer = io.BytesIO()
+    torch.save(state.to_dict("key"), buffer)  # a copy, as on disk: the state's own tensors keep training
+    saved = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    assert set(saved["rng"]) == {"shuffle", "noise", "binarize"}
+    after = train_epoch(state, x, 64, 2, progress=False)
+    resumed = TrainState.new(config, 1e-3, 0, torch.device("cpu"))
+    resumed.load_dict(saved)
+    assert train_epoch(resumed, x, 64, 2, progress=False) == after
+    first = binarize(x, torch.Generator().manual_seed(1))
+    assert set(first.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(fixed_binarization(x), fixed_binarization(x))  # every model is scored on the same bits
+
+
+def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
+    """BCE is linear in its target: the grey negative ELBO is the mean over binarizations of the
+    binarized one (same q, same z), and the grey IWAE bound lies below the binarized bounds' mean (Jensen)."""
+    torch.manual_seed(0)
+    model = VAE(hidden_dim=32, latent_dim=4).eval()
+    grey = torch.rand(8, 784) * (torch.rand(8, 784) < 0.3)
+    draws = 2000
+    with torch.no_grad():
+        grey_loss, *_ = negative_elbo(model, grey, torch.Generator().manual_seed(5))
+        mu, logvar = model.encoder(grey)
+        z = mu + torch.randn(mu.shape, generator=torch.Generator().manual_seed(5)) * (0.5 * logvar).exp()
+        logits = model.decoder.logits(z)
+        gen = torch.Generator().manual_seed(6)
+        binary = torch.stack([reconstruction_loss(logits, binarize(grey, gen), "bernoulli") for _ in range(draws)])
+        kl = grey_loss - reconstruction_loss(logits, grey, "bernoulli")
+        spread = binary.std() / math.sqrt(draws)
+        assert (binary.mean() + kl).item() == pytest.approx(grey_loss.item(), abs=4 * spread.item())
+
+        def bound(x: torch.Tensor) -> torch.Tensor:  # q from the grey images, the same noise for every x
+            class SameQ(nn.Module):
+                def forward(self, _: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    return mu, logvar
+            scored = VAE(hidden_dim=32, latent_dim=4).eval()
+            scored.load_state_dict(model.state_dict())
+            scored.encoder = SameQ()
+            return iwae_bound(scored, x, 20, torch.Generator().manual_seed(7), batch_size=8, progress=False)
+
+        grey_bound = bound(grey)
+        binarized_bounds = torch.stack([bound(binarize(grey, gen)) for _ in range(200)]).mean(0)
+        assert (grey_bound <= binarized_bounds).all()
