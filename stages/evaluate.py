@@ -26,9 +26,10 @@ def main(args: argparse.Namespace) -> None:
     metrics |= sample_quality(model, load_classifier(args.classifier, device), test_x, test_y, params.seed)
     write_json(args.metrics, metrics)
     write_csv(args.kl_per_dim, per_dim)
+    nll = f" (binarized test NLL {metrics['binarized_test_nll']:.2f})" if "binarized_test_nll" in metrics else ""
     logging.getLogger("vae").info(
-        "test loss %.2f, IWAE bound (K=%d) %.2f, %d active units, FD of samples %.2f; wrote %s and %s",
-        metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], metrics["active_units"],
+        "test loss %.2f, IWAE bound (K=%d) %.2f%s, %d active units, FD of samples %.2f; wrote %s and %s",
+        metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], nll, metrics["active_units"],
         metrics["fd_samples"], args.metrics, args.kl_per_dim)
 
 
