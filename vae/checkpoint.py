@@ -3,7 +3,7 @@
 Per epoch, as the notebook: the model's weights (``epoch_001.pt``, ... in the epochs
 folder) and a reconstruction grid drawn when the epoch ends; for long runs, of every
 ``save_every``-th epoch and the last only. Once: the full training
-state of the last completed epoch (weights, Adam moments, both generators, the loss
+state of the last completed epoch (weights, Adam moments, the random generators, the loss
 history), from which a killed run continues bit-identically. ``model.pt`` is the
 weights file of epoch ``num_epochs``, byte for byte (DVC stores it once).
 
