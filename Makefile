@@ -46,4 +46,4 @@ paper: setup
 		-S activation=tanh -S latent_dim=50 -S output_bias_init=train_mean -S adam_eps=0.0001 \
 		-S lr_schedule=iwae -S lr_schedule_epochs=$(PAPER_EPOCHS) -S num_epochs=$(PAPER_EPOCHS) \
 		-S batch_size=$(PAPER_BATCH) -S val_fraction=0.0066667 -S iwae_k=5000 -S save_every=100
-	$(RUN) dvc queue start >/dev/null  # the worker must not hold make's output open
+	$(RUN) dvc queue start >/dev/null 2>&1  # the worker must not hold make's output open
