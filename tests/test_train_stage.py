@@ -241,6 +241,7 @@ def test_pickled_objects_in_a_training_state_are_refused(tmp_path: Path) -> None
 
 def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(interrupt, "_requested", False)  # undone after the test: the flag is clear again
     try:
         interrupt.install()
         with pytest.raises(KeyboardInterrupt):
@@ -254,4 +255,3 @@ def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.Monk
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
-        monkeypatch.setattr(interrupt, "_requested", False)
