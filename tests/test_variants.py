@@ -19,7 +19,7 @@ from vae.model import (
     negative_elbo,
     reconstruction_loss,
 )
-from vae.training import IWAE_EPOCHS, Schedule, TrainState, logit_of_mean, train_epoch
+from vae.training import IWAE_EPOCHS, Schedule, TrainState, fit, logit_of_mean, train_epoch
 
 
 def test_bernoulli_loss_is_the_hand_computed_cross_entropy() -> None:
@@ -179,3 +179,13 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
         grey_bound = bound(grey)
         binarized_bounds = torch.stack([bound(binarize(grey, gen)) for _ in range(200)]).mean(0)
         assert (grey_bound <= binarized_bounds).all()
+
+
+def test_fit_applies_the_lr_schedule_and_adam_eps() -> None:
+    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"), adam_eps=1e-4)
+    schedule = Schedule(lr=1e-3, lr_schedule="iwae", lr_schedule_epochs=4)  # epoch 3 is in a later stage
+    x = torch.rand(64, 784)
+    fit(state, x, x[:8], 32, 3, 0, progress=False, schedule=schedule)
+    group = state.optimizer.param_groups[0]
+    assert group["eps"] == 1e-4
+    assert group["lr"] == schedule.lr_at(3) < 1e-3
