@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>` with this venv's python.
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup pipeline test lint bench paper
+.PHONY: setup pipeline test lint bench paper study report
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -32,6 +32,20 @@ lint: setup
 
 bench: setup
 	$(RUN) python -m benchmarks.train_speed
+
+# A study (studies/$(STUDY).yaml): queue every run that is not done yet as a named DVC
+# experiment and start JOBS queue workers in the background, THREADS torch threads each
+# (1 thread per worker uses the cores best); follow with `dvc queue status`. Then
+# `make report STUDY=...` writes docs/results/$(STUDY).{csv,md,png}.
+STUDY ?= smoke
+JOBS ?= 2
+THREADS ?= 1
+study: setup
+	$(RUN) python -m vae.studies queue $(STUDY)
+	OMP_NUM_THREADS=$(THREADS) $(RUN) dvc queue start -j $(JOBS) >/dev/null 2>&1  # workers must not hold make's output
+
+report: setup
+	$(RUN) python -m vae.studies report $(STUDY)
 
 # Burda et al. (2016), Table 1, VAE (k = 1): 784-200-200-50 tanh on dynamically binarized
 # MNIST, test NLL at K = 5000. Queued as the DVC experiment `iwae-paper` and run in the

@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> None:
         (to_tensor(images, device), torch.as_tensor(labels, dtype=torch.int64, device=device))
         for images, labels in (load_split(args.train), load_split(args.test)))
     model = train_classifier(train_x, train_y, params.classifier_epochs, params.classifier_batch_size,
-                             params.classifier_lr, params.seed)
+                             params.classifier_lr, params.data_seed)
     metrics = {"classifier_test_accuracy": accuracy(model, test_x, test_y),
                "fd_real_data_floor": frechet_distance(features_and_logits(model, train_x[:FD_IMAGES])[0],
                                                       features_and_logits(model, test_x)[0])}

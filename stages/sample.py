@@ -1,6 +1,7 @@
 """sample: every image the decoder makes, in one folder.
 
 prior_samples.png (n_samples draws from the prior, as the notebook),
+latent_density_samples.png (as many draws from the ex-post latent density, same seed),
 reconstructions.png (16 test images above their reconstructions),
 interpolations.png (straight lines in latent space between test images of
 different classes), and manifold.png (latent_dim == 2, Kingma & Welling's
@@ -16,8 +17,9 @@ import torch
 
 from vae.cli import model_and_split, run_stage
 from vae.figures import reconstruction_grid, save_grid
-from vae.generate import interpolations, manifold, pick_pairs, prior_samples, traversals
+from vae.generate import interpolations, latent_density_samples, manifold, pick_pairs, prior_samples, traversals
 from vae.io import fresh_dir
+from vae.latent_density import load_latent_density
 from vae.metrics import mean_kl_per_dimension
 from vae.model import encode
 
@@ -31,6 +33,9 @@ def main(args: argparse.Namespace) -> None:
     out = fresh_dir(args.out)
     nrow = math.ceil(math.sqrt(params.n_samples))
     save_grid(out / "prior_samples.png", prior_samples(model, params.n_samples, params.seed), nrow=nrow)
+    density = load_latent_density(args.latent_density)
+    save_grid(out / "latent_density_samples.png", latent_density_samples(model, density, params.n_samples, params.seed),
+              nrow=nrow)
     reconstruction_grid(out / "reconstructions.png", model, x[:RECONSTRUCTED], params.seed)
     save_grid(out / "interpolations.png", interpolations(model, x, pick_pairs(torch.from_numpy(labels), 10),
                                                          STEPS), nrow=STEPS + 2)
@@ -43,4 +48,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("sample", main, "model", "test", "out")
+    run_stage("sample", main, "model", "latent_density", "test", "out")

@@ -10,7 +10,7 @@ from vae.params import load_params
 
 def main(args: argparse.Namespace) -> None:
     params = load_params()
-    sizes = make_splits(args.raw, args.out, params.val_fraction, params.seed, params.train_subset)
+    sizes = make_splits(args.raw, args.out, params.val_fraction, params.data_seed, params.train_subset)
     logging.getLogger("vae").info("wrote %s", ", ".join(f"{k}: {v} images" for k, v in sizes.items()))
 
 

@@ -9,8 +9,9 @@ import argparse
 import logging
 
 from vae.checkpoint import TrainingRecord, run_key
-from vae.cli import run_stage
+from vae.cli import environment, run_stage
 from vae.data.split import load_split, to_tensor
+from vae.io import write_json
 from vae.model import fixed_binarization
 from vae.params import load_params, resolve_device
 from vae.training import Schedule, TrainState, fit, logit_of_mean
@@ -45,8 +46,10 @@ def main(args: argparse.Namespace) -> None:
         on_epoch=lambda s: record.save_epoch(s, key, params.num_epochs, shown, params.seed),
         schedule=schedule)
     record.finish(state, params.num_epochs, shown, params.seed)
+    write_json(args.environment, environment(device))
     log.info("wrote %s (epoch %d), %s and %s", args.model, params.num_epochs, args.history, args.metrics)
 
 
 if __name__ == "__main__":
-    run_stage("train", main, "train", "val", "model", "epochs", "state", "reconstructions", "history", "metrics")
+    run_stage("train", main, "train", "val", "model", "epochs", "state", "reconstructions", "history", "metrics",
+              "environment")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import synthetic_arrays
 from vae.data.datasets import DATASETS, FILES, DatasetSpec
 from vae.data.download import MIRROR_ENV, download_dataset, mirror_from_env, sources
-from vae.data.idx import read_idx
+from vae.data.idx import format_idx, read_idx
 from vae.errors import UserError
 
 CLIENT_TIMEOUT = 0.5  # seconds; the slow paths stall longer than this
@@ -218,13 +219,27 @@ def test_all_sources_fail_lists_every_source(server, tmp_path):
     assert assert_only_verified(out, files) == []
 
 
-def test_failure_midway_keeps_only_verified_files(tmp_path, mirror, idx_files):
-    """A mirror that lacks one file: the files before it land verified, then a clear error."""
+def test_failure_midway_leaves_the_last_dataset_exactly_as_it_was(tmp_path, mirror, idx_files):
+    """A mirror that lacks the third file: a clear error, and the folder keeps the last verified
+    dataset byte for byte (nothing is written before all four files have verified)."""
     (mirror / "fake" / f"{FILES[2]}.gz").unlink()
     out = tmp_path / "raw"
-    with pytest.raises(UserError, match=f"{FILES[2]}.*no such file.*{MIRROR_ENV}"):
+    out.mkdir()
+    previous = {name: format_idx(array) for name, array in synthetic_arrays(seed=1).items()}
+    for name, data in previous.items():
+        (out / name).write_bytes(data)
+    with pytest.raises(UserError, match=f"{FILES[2]}.*no such file; {out} is unchanged.*{MIRROR_ENV}"):
         download_dataset(fake_spec(idx_files), out, mirror=str(mirror))
-    assert assert_only_verified(out, idx_files) == sorted(FILES[:2])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == previous
+
+
+def test_success_replaces_the_folder_with_the_four_verified_files(tmp_path, mirror, idx_files):
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "stale-file").write_bytes(b"from an older download")
+    (out / FILES[0]).write_bytes(b"an older version")
+    download_dataset(fake_spec(idx_files), out, mirror=str(mirror))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == idx_files
 
 
 def test_corrupt_mirror_leaves_existing_outputs_alone(tmp_path, mirror, idx_files):

@@ -14,9 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -26,7 +28,9 @@ from vae.data.download import MIRROR_ENV
 from vae.pipeline import read_stage
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ["check-params", "download", "split", "classifier", "train", "evaluate", "sample", "embed-latents", "plot"]
+STAGES = ["check-params", "download", "split", "classifier", "train", "latent-density", "evaluate", "sample",
+          "embed-latents", "plot"]
+AFTER_TRAIN = ["check-params", "train", "latent-density", "evaluate", "sample", "embed-latents", "plot"]
 SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "tsne_subset": 300, "tsne_perplexity": 10,
          "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
 
@@ -47,12 +51,12 @@ def data_source_reason() -> str | None:
 pytestmark = pytest.mark.skipif(data_source_reason() is not None, reason=str(data_source_reason()))
 
 
-def run(cwd: Path, *args: str, fails: bool = False) -> str:
+def run(cwd: Path, *args: str, fails: bool = False, env: dict[str, str] | None = None) -> str:
     """Run a command with this interpreter's environment first on PATH; return stdout + stderr.
 
-    Asserts that it succeeds, or with ``fails=True`` that it exits non-zero.
+    Asserts that it succeeds, or with ``fails=True`` that it exits non-zero. ``env`` adds variables.
     """
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     if env.get(MIRROR_ENV) and not env[MIRROR_ENV].startswith(("http://", "https://", "file://")):
         env[MIRROR_ENV] = str(Path(env[MIRROR_ENV]).resolve())
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
@@ -177,7 +181,7 @@ def test_bad_params_fail_in_one_line_before_any_stage_touches_a_result(pipeline:
 def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict) -> None:
     repo = pipeline["repo"]
     output = run(repo, "dvc", "exp", "run", "-S", "latent_dim=3")
-    assert stages_run(output) == ["check-params", "train", "evaluate", "sample", "embed-latents", "plot"]
+    assert stages_run(output) == AFTER_TRAIN
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
     changed = diff["reports/evaluate/metrics.json"]
     assert changed["loss"]["new"] != changed["loss"]["old"]
@@ -189,7 +193,7 @@ def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict
 def test_exp_run_continuous_bernoulli_end_to_end(pipeline: dict) -> None:
     repo = pipeline["repo"]
     output = run(repo, "dvc", "exp", "run", "-n", "cb", "-S", "likelihood=continuous_bernoulli", "-S", "num_epochs=1")
-    assert stages_run(output) == ["check-params", "train", "evaluate", "sample", "embed-latents", "plot"]
+    assert stages_run(output) == AFTER_TRAIN
     model = torch.load(repo / "models/model.pt", weights_only=True)
     assert model["config"]["likelihood"] == "continuous_bernoulli"
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
@@ -276,3 +280,83 @@ def test_the_python_api_reads_any_revision_without_checking_it_out(pipeline: dic
     assert lines[0] == "2 1"  # the committed baseline: latent_dim 2, one epoch
     assert lines[-1] == ("this repository has no experiment, branch, tag or commit named 'no-such-experiment'; "
                          "`dvc exp list --all-commits` lists the experiments")
+
+
+def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(pipeline: dict) -> None:
+    """`seed` is the training run's; the split and the sample-quality classifier follow `data_seed`."""
+    repo = pipeline["repo"]
+    classifier = (repo / "models/classifier.pt").read_bytes()
+    output = run(repo, "dvc", "exp", "run", "-n", "seed1", "-S", "seed=1")
+    assert stages_run(output) == AFTER_TRAIN
+    assert (repo / "models/classifier.pt").read_bytes() == classifier
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    assert {"fd_samples_latent_density", "sample_class_entropy_latent_density"} <= set(metrics)
+    assert (repo / "reports/sample/latent_density_samples.png").exists()
+
+
+def test_a_failed_download_leaves_the_verified_dataset_in_place(pipeline: dict, tmp_path: Path) -> None:
+    """`dvc repro -f -s download` with a corrupt file in the mirror: one clear line, data/raw unchanged."""
+    repo = pipeline["repo"]
+    source = Path(os.environ.get(MIRROR_ENV, "")) / "mnist"
+    if not source.is_dir():
+        pytest.skip(f"needs {MIRROR_ENV} to be a folder")
+    shutil.copytree(source, tmp_path / "mirror" / "mnist")
+    (tmp_path / "mirror" / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
+    before = {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()}
+    output = run(repo, "dvc", "repro", "-f", "-s", "download", fails=True,
+                 env={MIRROR_ENV: str(tmp_path / "mirror")})
+    assert "error: could not get MNIST file t10k-images-idx3-ubyte from any source" in output
+    assert "data/raw is unchanged" in output
+    assert {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()} == before
+
+
+def test_a_failed_stage_says_how_to_get_the_outputs_dvc_deleted_back(pipeline: dict) -> None:
+    repo = pipeline["repo"]
+    before = {p: p.read_bytes() for p in (repo / "data/processed").iterdir()}
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("train_subset: 2000", "train_subset: 60000"))
+    try:
+        output = run(repo, "dvc", "repro", "split", fails=True)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert ("error: train_subset = 60000 but the training split has 54000 images; set it to at most 54000, or 0 "
+            "for all, in params.yaml; DVC removed its last outputs before it ran, to get them back: "
+            "`dvc checkout split`") in output
+    run(repo, "dvc", "checkout", "split")
+    assert {p: p.read_bytes() for p in (repo / "data/processed").iterdir()} == before
+
+
+def wait_for_queue(repo: Path, timeout_s: float = 900) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = run(repo, "dvc", "queue", "status")
+        if not any(state in status for state in ("Queued", "Running")):
+            return status
+        time.sleep(2)
+    pytest.fail(f"the queue did not finish within {timeout_s} s:\n{status}")
+
+
+def test_a_study_runs_as_named_experiments_and_its_report_matches_the_runs(pipeline: dict, tmp_path: Path) -> None:
+    """`make study STUDY=smoke` queues 4 runs, `make report` summarizes them, a second `make study` queues none."""
+    project = tmp_path / "project"
+    shutil.copytree(pipeline["repo"], project, symlinks=True)
+    run(project, "git", "reset", "-q", "--hard")  # the committed baseline, whatever other tests ran here
+    run(project, "dvc", "checkout", "--force")
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-o", f"{venv}/.installed", f"VENV={venv}", "STUDY=smoke"]
+    queued = run(project, *make, "study")
+    assert "4 of 4 runs queued" in queued
+    status = wait_for_queue(project)
+    assert "Failed" not in status, status
+    run(project, *make, "report")
+    record = pd.read_csv(project / "docs/results/smoke.csv")
+    assert sorted(record["experiment"]) == sorted(f"smoke-mnist-{c}-s{s}" for c in ("notebook", "latent-3")
+                                                  for s in (1, 2))
+    assert set(record["latent_dim"]) == {2, 3} and record["cpu"].notna().all() and (record["threads"] == 1).all()
+    report = (project / "docs/results/smoke.md").read_text()
+    assert "**4 runs** of 4 planned; none missing." in report
+    for config, part in record.groupby("configuration"):
+        assert f"| MNIST | {config} | 2 | {part['loss'].mean():.2f} ± {part['loss'].std():.2f} |" in report
+    assert (project / "docs/results/smoke.png").stat().st_size > 0
+    assert "0 of 4 runs queued" in run(project, *make, "study")

@@ -6,14 +6,14 @@ run keeps (``vae.checkpoint``), evaluation (``vae.metrics``, ``vae.classifier``)
 embeddings (``vae.latents``) and figures (``vae.generate``, ``vae.figures``), so that
 tests call every piece directly.
 
-For notebooks, ``import vae`` gives ``load_model``, ``load_metrics``, ``encode``,
+For notebooks, ``import vae`` gives ``load_model``, ``load_latent_density``, ``load_metrics``, ``encode``,
 ``decode`` and ``sample`` (see ``vae.api``); they are imported on first use, so the
 stage scripts do not pay for ``dvc.api``.
 """
 
 from typing import Any
 
-__all__ = ["load_model", "load_metrics", "encode", "decode", "sample"]
+__all__ = ["load_model", "load_latent_density", "load_metrics", "encode", "decode", "sample"]
 
 
 def __getattr__(name: str) -> Any:

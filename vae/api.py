@@ -6,6 +6,8 @@
     z, _ = vae.encode(model, images)              # posterior means and log-variances
     pixels = vae.decode(model, z)                 # decoder means, (N, 784) in [0, 1]
     grid = vae.sample(model, 64, seed=0)          # decoded draws from the prior
+    density = vae.load_latent_density()           # the ex-post density fit to the train codes
+    better = vae.sample(model, 64, seed=0, density=density)  # decoded draws from it
     vae.load_metrics(rev="latent8")               # that experiment's metrics files
 
 Revisions are read through ``dvc.api`` (git for the small files, the DVC cache or remote
@@ -21,11 +23,13 @@ import torch
 
 from vae.checkpoint import load_model as _load_model_file
 from vae.errors import UserError
-from vae.generate import prior_samples
+from vae.generate import latent_density_samples, prior_samples
+from vae.latent_density import LatentDensity
+from vae.latent_density import load_latent_density as _load_density_file
 from vae.model import VAE, encode
 from vae.pipeline import metrics_files, named_paths
 
-__all__ = ["load_model", "load_metrics", "encode", "decode", "sample"]
+__all__ = ["load_model", "load_latent_density", "load_metrics", "encode", "decode", "sample"]
 
 
 def _revision_error(rev: str, repo: str | None) -> UserError:
@@ -81,6 +85,15 @@ def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
     return model.decoder(z.to(next(model.parameters()).device))
 
 
-def sample(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
-    """Decoder means of ``n`` seeded draws from the prior: pixels (N, 784)."""
-    return prior_samples(model, n, seed)
+def load_latent_density(path: str | Path | None = None) -> LatentDensity:
+    """The ex-post latent density at ``path`` (default: the one dvc.yaml names, ``paths.latent_density``)."""
+    return _load_density_file(named_paths()["latent_density"] if path is None else path)
+
+
+def sample(model: VAE, n: int, seed: int = 0, density: LatentDensity | None = None) -> torch.Tensor:
+    """Decoder means of ``n`` seeded draws: pixels (N, 784).
+
+    From the prior N(0, I), or with ``density`` (``load_latent_density()``) from the ex-post
+    density of the training codes, whose samples look more like the data.
+    """
+    return prior_samples(model, n, seed) if density is None else latent_density_samples(model, density, n, seed)

@@ -7,6 +7,7 @@ generator, so the figures are the same on every run.
 
 import torch
 
+from vae.latent_density import LatentDensity
 from vae.model import VAE
 
 
@@ -16,6 +17,15 @@ def prior_samples(model: VAE, n: int, seed: int) -> torch.Tensor:
     device = next(model.parameters()).device
     z = torch.randn(n, model.latent_dim, generator=torch.Generator(device).manual_seed(seed), device=device)
     return model.decoder(z)
+
+
+@torch.no_grad()
+def latent_density_samples(model: VAE, density: LatentDensity, n: int, seed: int) -> torch.Tensor:
+    """Decode ``n`` seeded draws from an ex-post latent density (``vae.latent_density``) instead of the prior."""
+    if density.latent_dim != model.latent_dim:
+        raise ValueError(f"the density is on {density.latent_dim} dimensions, the model's latent space on "
+                         f"{model.latent_dim}")
+    return model.decoder(density.sample(n, seed).to(next(model.parameters()).device))
 
 
 @torch.no_grad()

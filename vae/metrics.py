@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from vae.classifier import Classifier, features_and_logits
-from vae.generate import prior_samples
+from vae.generate import latent_density_samples, prior_samples
+from vae.latent_density import LatentDensity
 from vae.model import EVAL_BATCH, VAE, encode, fixed_binarization, gaussian_kl, reconstruction_loss
 from vae.training import evaluate_elbo
 
@@ -202,7 +203,7 @@ def class_entropy(logits: torch.Tensor) -> float:
 
 @torch.no_grad()
 def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray,
-                   seed: int, n_samples: int = FD_IMAGES) -> dict[str, float]:
+                   seed: int, n_samples: int = FD_IMAGES, density: LatentDensity | None = None) -> dict[str, float]:
     """Sample and reconstruction quality through the classifier's penultimate-layer features.
 
     ``fd_samples``: Frechet distance between ``n_samples`` prior samples (decoder means,
@@ -210,15 +211,22 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     for the test images' reconstructions (decoder mean at z = mu); ``sample_class_entropy``:
     how evenly the prior's samples spread over the classes; ``reconstruction_accuracy``:
     the classifier's accuracy on the reconstructions (does the VAE keep the class?).
+    With an ex-post ``density``, ``fd_samples_latent_density`` and
+    ``sample_class_entropy_latent_density``: the same two numbers for as many samples drawn from it.
     """
     real, _ = features_and_logits(classifier, test_x)
     samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_samples, seed))
     recon_features, recon_logits = features_and_logits(classifier, reconstructions(model, test_x))
     labels = torch.as_tensor(_numpy(test_y).astype(np.int64), device=recon_logits.device)
-    return {"fd_samples": frechet_distance(samples, real),
-            "fd_reconstructions": frechet_distance(recon_features, real),
-            "sample_class_entropy": class_entropy(sample_logits),
-            "reconstruction_accuracy": float((recon_logits.argmax(1) == labels).double().mean())}
+    metrics = {"fd_samples": frechet_distance(samples, real),
+               "fd_reconstructions": frechet_distance(recon_features, real),
+               "sample_class_entropy": class_entropy(sample_logits),
+               "reconstruction_accuracy": float((recon_logits.argmax(1) == labels).double().mean())}
+    if density is not None:
+        features, logits = features_and_logits(classifier, latent_density_samples(model, density, n_samples, seed))
+        metrics |= {"fd_samples_latent_density": frechet_distance(features, real),
+                    "sample_class_entropy_latent_density": class_entropy(logits)}
+    return metrics
 
 
 def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarray,

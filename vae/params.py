@@ -33,10 +33,12 @@ class Params:
     latent_dim: int
     hidden_dim: int
     seed: int
+    data_seed: int
     val_fraction: float
     train_subset: int
     device: str
     n_samples: int
+    latent_density_components: int
     iwae_k: int
     tsne_subset: int
     tsne_perplexity: float
@@ -85,10 +87,12 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "latent_dim": (int, _positive, "an integer > 0"),
     "hidden_dim": (int, _positive, "an integer > 0"),
     "seed": (int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "data_seed": (int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
     "val_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
     "train_subset": (int, lambda v: v >= 0, "an integer >= 0 (0 keeps the whole training split)"),
     "device": (str, _device, "auto, cpu, cuda, cuda:N or mps"),
     "n_samples": (int, _positive, "an integer > 0"),
+    "latent_density_components": (int, _positive, "an integer > 0"),
     "iwae_k": (int, _positive, "an integer > 0"),
     "tsne_subset": (int, lambda v: 0 < v <= TEST_SET_SIZE,
                     f"an integer in [1, {TEST_SET_SIZE}] (the test set has {TEST_SET_SIZE} images)"),

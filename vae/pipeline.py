@@ -23,6 +23,18 @@ class StageSpec:
     deps: tuple[str, ...]
     params: tuple[str, ...]  # keys of params.yaml
     outs: tuple[str, ...]  # outs, metrics and plots the stage declares
+    removed_on_run: tuple[str, ...] = ()  # those DVC deletes just before the stage runs (not persisted)
+    uncached: tuple[str, ...] = ()  # those git keeps instead of DVC's cache (cache: false)
+
+    def restore_hint(self) -> str:
+        """How to get back the outputs DVC deleted before a run that then failed ("" if none)."""
+        if not self.removed_on_run:
+            return ""
+        cached = [out for out in self.removed_on_run if out not in self.uncached]
+        git = [out for out in self.removed_on_run if out in self.uncached]
+        commands = ([f"`dvc checkout {self.name}`"] if cached else []) + (
+            [f"`git checkout -- {' '.join(git)}`"] if git else [])
+        return f"; DVC removed its last outputs before it ran, to get them back: {' and '.join(commands)}"
 
 
 def _lookup(context: dict[str, Any], dotted: str, source: Path) -> str:
@@ -42,6 +54,13 @@ def _names(entries: list[Any]) -> list[str]:
     """Paths or keys of a dvc.yaml list whose entries are ``name`` or ``{name: {options}}``."""
     return [entry if isinstance(entry, str) else name for entry in entries
             for name in ([entry] if isinstance(entry, str) else entry)]
+
+
+def _with_option(entries: list[Any], option: str, value: bool) -> list[str]:
+    """The names of ``entries`` whose ``option`` is ``value`` (DVC's defaults: persist false, cache true)."""
+    default = {"persist": False, "cache": True}[option]
+    return [name for entry in entries for name, opts in ([(entry, {})] if isinstance(entry, str) else entry.items())
+            if (opts or {}).get(option, default) == value]
 
 
 def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -78,7 +97,12 @@ def read_stage(name: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSpec:
     params = []
     for entry in stage.get("params", []):  # `key`, or `{file: [keys]}` (only params.yaml is read)
         params.extend([entry] if isinstance(entry, str) else [k for keys in entry.values() for k in keys])
-    outs = _names(stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []))
-    return StageSpec(name=name, cmd=_resolve(stage["cmd"], context, source),
-                     deps=tuple(_resolve(d, context, source) for d in stage.get("deps", [])),
-                     params=tuple(params), outs=tuple(_resolve(o, context, source) for o in outs))
+    entries = stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])
+
+    def resolved(paths: list[str]) -> tuple[str, ...]:
+        return tuple(_resolve(path, context, source) for path in paths)
+
+    return StageSpec(name=name, cmd=_resolve(stage["cmd"], context, source), deps=resolved(stage.get("deps", [])),
+                     params=tuple(params), outs=resolved(_names(entries)),
+                     removed_on_run=resolved(_with_option(entries, "persist", False)),
+                     uncached=resolved(_with_option(entries, "cache", False)))

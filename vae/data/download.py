@@ -73,29 +73,38 @@ def _describe(err: Exception) -> str:
 
 def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None = None,
                      timeout: float = 30.0) -> list[Path]:
-    """Store the verified, uncompressed IDX files of ``spec`` in ``out_dir``."""
+    """Store the verified, uncompressed IDX files of ``spec`` in ``out_dir``.
+
+    All four files are fetched and verified before the first is written, so a failed
+    download leaves ``out_dir`` as it was (dvc.yaml persists it: DVC does not empty it first).
+    Then the folder holds those four files and nothing else.
+    """
     out_dir = Path(out_dir)
     tried = sources(spec, mirror)
-    written = []
+    verified = {}
     for name in FILES:
         failures = []
         for prefix in tried:
             try:
-                data = fetch_verified(prefix, name, spec.md5[name], timeout)
+                verified[name] = fetch_verified(prefix, name, spec.md5[name], timeout)
             except (OSError, ValueError, http.client.HTTPException) as err:
                 failures.append(f"{prefix}{name}.gz: {_describe(err)}")
                 log.warning("skipping %s%s.gz: %s", prefix, name, _describe(err))
                 continue
-            write_bytes(out_dir / name, data)
-            written.append(out_dir / name)
-            log.info("%s: %d bytes from %s, MD5 verified", name, len(data), prefix)
+            log.info("%s: %d bytes from %s, MD5 verified", name, len(verified[name]), prefix)
             break
         else:
+            kept = f"; {out_dir} is unchanged" if out_dir.is_dir() and any(out_dir.iterdir()) else ""
             raise UserError(
-                f"could not get {spec.name} file {name} from any source: " + "; ".join(failures)
+                f"could not get {spec.name} file {name} from any source: " + "; ".join(failures) + kept
                 + f". Offline? Set {MIRROR_ENV} to a folder or URL holding {spec.mirror_folder}/{name}.gz "
                 f"(e.g. export {MIRROR_ENV}=/path/to/mirror)")
-    return written
+    for name, data in verified.items():
+        write_bytes(out_dir / name, data)
+    for other in out_dir.iterdir():
+        if other.name not in verified:
+            other.unlink()
+    return [out_dir / name for name in FILES]
 
 
 def mirror_from_env() -> str | None:

@@ -1,0 +1,110 @@
+"""A study's runs as DVC experiments: read them (``dvc exp show --json``) and queue the missing ones.
+
+A run is *done* when an experiment of its name and params exists at the current code (or is
+queued or running), or when the study's CSV holds a row of it made with the current code: so
+``make study`` resumes a half-finished study and never queues a run twice.
+"""
+
+import hashlib
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from vae.errors import UserError
+from vae.studies.spec import Run, Study
+
+log = logging.getLogger("vae")
+
+# What decides a run's numbers besides its params: the code and the pipeline, read from git
+# (this package only queues and reads runs, so editing it changes no result).
+CODE_PATHS = ("vae", "stages", "dvc.yaml", "params.yaml", "requirements.txt")
+NOT_CODE = "vae/studies/"
+ENVIRONMENT_FILE = "reports/train/environment.json"  # written by the train stage (dvc.yaml: paths.train)
+TARGET = "evaluate"  # a study's runs reproduce the metrics (evaluate and what it needs), not the figures
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    rev: str  # the experiment's commit ("" while queued)
+    baseline: str  # the commit it was run from
+    state: str  # success, queued, running or failed
+    params: dict[str, Any]
+    metrics: dict[str, Any]  # every metrics file's values, merged (their keys are distinct)
+
+
+def _command(*args: str) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise UserError(f"`{' '.join(args[:4])} ...` failed: {lines[-1]}")
+    return proc.stdout
+
+
+def code_version(commit: str = "HEAD") -> str:
+    """A short hash of the files under ``CODE_PATHS`` at ``commit``: equal for commits that differ only in
+    docs, tests or the study machinery, which change no run's numbers."""
+    listing = _command("git", "ls-tree", "-r", commit, "--", *CODE_PATHS)
+    files = [line for line in listing.splitlines() if not line.split("\t", 1)[1].startswith(NOT_CODE)]
+    return hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
+
+
+def parse_exp_show(rows: list[dict[str, Any]]) -> list[Experiment]:
+    """The experiments of ``dvc exp show --json`` output (baselines and the workspace left out)."""
+    found = []
+    for row in rows:
+        for exp_range in row.get("experiments") or []:
+            state = (exp_range.get("executor") or {}).get("state") or "success"
+            for rev in exp_range.get("revs") or []:
+                data = rev.get("data") or {}
+                metrics: dict[str, Any] = {}
+                for entry in (data.get("metrics") or {}).values():
+                    metrics |= entry.get("data") or {}
+                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+                found.append(Experiment(name=rev.get("name") or exp_range.get("name") or "",
+                                        rev=rev.get("rev") if state != "queued" else "",
+                                        baseline=row["rev"], state=state, params=params, metrics=metrics))
+    return found
+
+
+def experiments(all_commits: bool = False) -> list[Experiment]:
+    """This repository's experiments: of HEAD, or of every commit (``-A``)."""
+    out = _command("dvc", "exp", "show", "--json", *(["-A"] if all_commits else []))
+    return parse_exp_show(json.loads(out))
+
+
+def environment(exp: Experiment) -> dict[str, Any]:
+    """The CPU, thread count and torch version a finished experiment trained with ({} if unknown)."""
+    proc = subprocess.run(["git", "show", f"{exp.rev}:{ENVIRONMENT_FILE}"], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {}
+
+
+def same_params(run: Run, params: dict[str, Any]) -> bool:
+    return all(key in params and params[key] == value for key, value in run.overrides.items())
+
+
+def queue(study: Study, done_rows: list[dict[str, Any]]) -> list[Run]:
+    """Queue every run of ``study`` not done yet; return the queued runs.
+
+    ``done_rows``: rows of the study's CSV made with the current code (``code_version()``).
+    """
+    at_head = {exp.name: exp for exp in experiments() if exp.state != "failed"}
+    recorded = {row["experiment"]: row for row in done_rows}
+    queued = []
+    for run in study.runs():
+        exp = at_head.get(run.name)
+        if exp is not None:
+            if not same_params(run, exp.params):
+                raise UserError(f"experiment {run.name} exists with other params than {study.path} now gives it; "
+                                f"remove it (`dvc exp remove {run.name}`) or rename the configuration")
+            log.info("%s: %s, skipped", run.name, "done" if exp.state == "success" else exp.state)
+            continue
+        if run.name in recorded and same_params(run, recorded[run.name]):
+            log.info("%s: in the study's CSV with this code, skipped", run.name)
+            continue
+        _command("dvc", "exp", "run", "--queue", "-n", run.name, *run.set_params(), TARGET)
+        log.info("%s: queued", run.name)
+        queued.append(run)
+    return queued

@@ -1,0 +1,169 @@
+"""A study file: its format, its validation, and the runs it plans.
+
+``studies/NAME.yaml``::
+
+    description: what the study asks, in a sentence or two
+    datasets: [MNIST, FashionMNIST]    # dataset_name of every run
+    seeds: [1, 2, 3]                   # the training seed (`seed`); the split's `data_seed` stays fixed
+    params: {latent_dim: 16}           # overrides shared by every run (optional)
+    configurations:                    # name: the overrides that make it (`{}`: params.yaml as it is)
+      notebook: {}
+      beta-4: {beta: 4.0}
+    baseline: notebook                 # differences to it get a 95% interval (optional)
+    metrics: [loss, fd_samples]        # the report's headline metrics (optional)
+    compare: [[fd_samples_latent_density, fd_samples]]  # paired differences within a run (optional)
+
+Every run is one configuration on one dataset with one seed, named
+``STUDY-DATASET-CONFIGURATION-sSEED`` (``variants-mnist-beta-4-s2``). Each run's params
+(params.yaml, then ``params``, the configuration, the dataset and the seed) are checked with
+``vae.params.validate`` before anything is queued, so a bad study fails in one line.
+"""
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vae.data.datasets import DATASETS
+from vae.errors import UserError
+from vae.params import validate
+
+STUDIES_DIR = Path("studies")
+# Names become part of git refs (refs/exps/...) and file names: lower case, digits and dashes.
+CONFIGURATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+# Set by the study's datasets and seeds, never by a configuration.
+PER_RUN_KEYS = ("dataset_name", "seed")
+DEFAULT_METRICS = ("loss", "iwae_log_likelihood_bound", "active_units", "fd_samples", "fd_samples_latent_density")
+_KEYS = {"description": str, "datasets": list, "seeds": list, "params": dict, "configurations": dict,
+         "baseline": str, "metrics": list, "compare": list}
+_REQUIRED = ("datasets", "seeds", "configurations")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One experiment of a study."""
+
+    name: str  # the DVC experiment's name
+    configuration: str
+    dataset: str
+    seed: int
+    overrides: dict[str, Any]  # every param the run sets with `-S`, dataset_name and seed included
+
+    def set_params(self) -> list[str]:
+        """``dvc exp run`` arguments: ``-S key=value`` for each override."""
+        return [arg for key, value in self.overrides.items() for arg in ("-S", f"{key}={format_value(value)}")]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    path: Path
+    description: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    params: dict[str, Any]
+    configurations: dict[str, dict[str, Any]]
+    baseline: str | None
+    metrics: tuple[str, ...]
+    compare: tuple[tuple[str, str], ...]
+
+    def varied(self) -> list[str]:
+        """The params some configuration sets, in the order the file first names them."""
+        return list(dict.fromkeys(key for overrides in self.configurations.values() for key in overrides))
+
+    def runs(self) -> list[Run]:
+        """Every planned run: datasets, then configurations, then seeds, in the file's order."""
+        return [Run(run_name(self.name, dataset, configuration, seed), configuration, dataset, seed,
+                    {**self.params, **overrides, "dataset_name": dataset, "seed": seed})
+                for dataset in self.datasets for configuration, overrides in self.configurations.items()
+                for seed in self.seeds]
+
+
+def format_value(value: Any) -> str:
+    """A param value as ``-S`` writes it (YAML scalars: 0.5, 16, binarized)."""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def run_name(study: str, dataset: str, configuration: str, seed: int) -> str:
+    return f"{study}-{DATASETS[dataset].mirror_folder}-{configuration}-s{seed}"
+
+
+def available(studies_dir: Path = STUDIES_DIR) -> list[str]:
+    return sorted(p.stem for p in studies_dir.glob("*.yaml"))
+
+
+def _fail(path: Path, problem: str) -> UserError:
+    return UserError(f"{path}: {problem}")
+
+
+def _read(name: str, studies_dir: Path) -> tuple[Path, dict[str, Any]]:
+    path = studies_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available(studies_dir)) or "none"
+        raise UserError(f"no study named {name!r} (no {path}); the studies are: {known}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _fail(path, f"not valid YAML ({str(err).splitlines()[0]}); fix its syntax") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "expected a mapping with datasets, seeds and configurations")
+    for key, value in raw.items():
+        if key not in _KEYS:
+            close = difflib.get_close_matches(str(key), _KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(_KEYS)}"
+            raise _fail(path, f"unknown key {key!r}; {hint}")
+        if not isinstance(value, _KEYS[key]):
+            raise _fail(path, f"{key} must be a {_KEYS[key].__name__}, not {value!r}")
+    for key in _REQUIRED:
+        if not raw.get(key):
+            raise _fail(path, f"{key} is missing or empty; add it (see vae/studies/spec.py for the format)")
+    return path, raw
+
+
+def _check_lists(path: Path, raw: dict[str, Any]) -> None:
+    for dataset in raw["datasets"]:
+        if dataset not in DATASETS:
+            raise _fail(path, f"dataset {dataset!r} is not one of {', '.join(DATASETS)}")
+    seeds = raw["seeds"]
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise _fail(path, f"seeds must be distinct integers >= 0, got {seeds}")
+    if len(set(raw["datasets"])) < len(raw["datasets"]):
+        raise _fail(path, f"datasets are listed twice: {raw['datasets']}")
+    for name, overrides in raw["configurations"].items():
+        if not isinstance(name, str) or not CONFIGURATION_NAME.fullmatch(name):
+            raise _fail(path, f"configuration name {name!r} must be lower-case letters, digits and dashes")
+        if overrides is not None and not isinstance(overrides, dict):
+            raise _fail(path, f"configuration {name!r} must be a mapping of param: value, not {overrides!r}")
+    for key in PER_RUN_KEYS:
+        setters = [n for n, o in raw["configurations"].items() if o and key in o] + (
+            ["params"] if key in raw.get("params", {}) else [])
+        if setters:
+            raise _fail(path, f"{key} is set by {', '.join(setters)}; list it under "
+                              f"{'datasets' if key == 'dataset_name' else 'seeds'} instead")
+    if "baseline" in raw and raw["baseline"] not in raw["configurations"]:
+        raise _fail(path, f"baseline {raw['baseline']!r} is not one of the configurations "
+                          f"({', '.join(raw['configurations'])})")
+    if not all(isinstance(m, str) and m for m in raw.get("metrics", [])):
+        raise _fail(path, f"metrics must be a list of metric names, got {raw['metrics']}")
+    for pair in raw.get("compare", []):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(m, str) for m in pair)):
+            raise _fail(path, f"compare must list pairs of metric names like [a, b], got {pair!r}")
+
+
+def load_study(name: str, studies_dir: str | Path = STUDIES_DIR, params_file: str | Path = "params.yaml") -> Study:
+    """Read ``studies_dir/name.yaml`` and check it and every run it plans; ``UserError`` on the first problem."""
+    path, raw = _read(name, Path(studies_dir))
+    _check_lists(path, raw)
+    base = yaml.safe_load(Path(params_file).read_text())
+    study = Study(name=name, path=path, description=str(raw.get("description", "")).strip(),
+                  datasets=tuple(raw["datasets"]), seeds=tuple(raw["seeds"]), params=dict(raw.get("params", {})),
+                  configurations={n: dict(o or {}) for n, o in raw["configurations"].items()},
+                  baseline=raw.get("baseline"), metrics=tuple(raw.get("metrics", DEFAULT_METRICS)),
+                  compare=tuple(tuple(pair) for pair in raw.get("compare", [])))
+    for run in study.runs():
+        validate({**base, **run.overrides},
+                 source=f"{path} (configuration {run.configuration!r}, {run.dataset}, seed {run.seed})")
+    return study
