@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> None:
         val_x = fixed_binarization(val_x)
     shown = val_x[:RECON_IMAGES]
     schedule = Schedule(params.lr, params.lr_schedule, params.lr_schedule_epochs, params.beta,
-                        params.kl_warmup_epochs)
+                        params.kl_warmup_epochs, params.objective, params.train_samples)
     fit(state, train_x, val_x, params.batch_size, params.num_epochs, params.seed,
         on_epoch=lambda s: record.save_epoch(s, key, params.num_epochs, shown, params.seed),
         schedule=schedule)

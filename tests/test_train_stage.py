@@ -123,16 +123,22 @@ def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[
     assert digests(workdir) == clean[1]
 
 
-def test_binarized_sigkill_then_rerun_is_bit_identical(tmp_path: Path) -> None:
-    """The pixels' 0/1 draws come from a generator saved in the state, so they resume too."""
-    clean = make_workdir(tmp_path / "clean", likelihood="binarized", num_epochs=3)
+@pytest.mark.parametrize("overrides", [{"likelihood": "binarized"}, {"objective": "iwae", "train_samples": 3}],
+                         ids=["binarized", "iwae"])
+def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: dict[str, object]) -> None:
+    """The pixels' 0/1 draws and the k samples' noise come from generators saved in the state, so
+    they resume too; so does the IWAE objective's column of the history."""
+    clean = make_workdir(tmp_path / "clean", num_epochs=3, **overrides)
     train(clean)
-    killed = make_workdir(tmp_path / "killed", likelihood="binarized", num_epochs=3)
+    killed = make_workdir(tmp_path / "killed", num_epochs=3, **overrides)
     train(killed, signal_at="SIGKILL@2.5", returncode=-signal.SIGKILL)
     log = train(killed)
     assert "resuming from models/train_state.pt (epoch 1" in log and epochs_trained(log) == [2, 3]
     assert digests(killed) == digests(clean)
-    assert load_torch(killed / "models/model.pt")["config"]["likelihood"] == "binarized"
+    if "likelihood" in overrides:
+        assert load_torch(killed / "models/model.pt")["config"]["likelihood"] == "binarized"
+    else:
+        assert "train_objective" in (killed / "reports/train/history.csv").read_text().splitlines()[0]
 
 
 def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:

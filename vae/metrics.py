@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vae.classifier import Classifier, features_and_logits
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
-from vae.model import EVAL_BATCH, VAE, encode, fixed_binarization, gaussian_kl, reconstruction_loss
+from vae.model import EVAL_BATCH, VAE, encode, fixed_binarization, gaussian_kl, log_weights
 from vae.training import evaluate_elbo
 
 # The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
@@ -44,25 +44,6 @@ FD_IMAGES = 10_000  # images on each side of a Frechet distance: prior samples, 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E_q[u]) > 0.01
 KNN_NEIGHBORS = 5
 PROBE_MAX_ITER = 1000
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def _log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                 eps: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) + log p(z) - log q(z|x) for z = mu + eps * sigma; eps (B, C, d) -> (B, C).
-
-    log p(x|z) is minus the training loss's reconstruction term summed over the 784
-    pixels, so one sample's weight is exactly the one-sample ELBO estimate with a
-    Monte Carlo KL in place of the analytic one.
-    """
-    b, c, d = eps.shape
-    z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
-    logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
-    log_px_z = -reconstruction_loss(logits, x.unsqueeze(1).expand_as(logits), model.likelihood,
-                                    reduction="none").sum(-1)
-    log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
-    log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
-    return log_px_z + log_pz - log_qz_x
 
 
 @torch.no_grad()
@@ -97,7 +78,7 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
             c = min(chunk_size, k - done)
             eps = torch.randn((len(xb), c, mu.shape[1]), generator=generator,
                               device=x.device, dtype=mu.dtype)
-            chunk = torch.logsumexp(_log_weights(model, xb, mu, logvar, eps), dim=1)
+            chunk = torch.logsumexp(log_weights(model, xb, mu, logvar, eps), dim=1)
             total = torch.logaddexp(total, chunk)
         out[start:start + len(xb)] = total - math.log(k)
     return out

@@ -25,6 +25,8 @@ EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics 
 
 
 LIKELIHOODS = ("bernoulli", "binarized", "continuous_bernoulli")
+OBJECTIVES = ("elbo", "iwae")
+_LOG_2PI = math.log(2 * math.pi)
 ARCHITECTURES = ("mlp", "conv")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 # Options at these values are left out of a model's ``config``, so that the notebook's
@@ -232,3 +234,53 @@ def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None
     mu, logvar = model.encoder(x)
     z = reparameterize(mu, logvar, generator)
     return vae_loss(x, model.decoder.logits(z), mu, logvar, model.likelihood)
+
+
+def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                     eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x|z) and log p(z) - log q(z|x) for z = mu + eps * sigma; eps (B, C, d) -> two (B, C).
+
+    Their sum is the log importance weight of each sample. log p(x|z) is minus the training
+    loss's reconstruction term summed over the 784 pixels, so one sample's weight is exactly
+    the one-sample ELBO estimate with a Monte Carlo KL in place of the analytic one. The
+    encoder's outputs are given once per image; the decoder runs on all B * C samples at once.
+    """
+    b, c, d = eps.shape
+    z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
+    logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
+    log_px_z = -reconstruction_loss(logits, x.unsqueeze(1).expand_as(logits), model.likelihood,
+                                    reduction="none").sum(-1)
+    log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
+    log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
+    return log_px_z, log_pz - log_qz_x
+
+
+def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                eps: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) + log p(z) - log q(z|x) of each sample, (B, C): what the IWAE bound and objective average."""
+    log_px_z, log_prior_ratio = log_weight_terms(model, x, mu, logvar, eps)
+    return log_px_z + log_prior_ratio
+
+
+def multi_sample_objective(model: VAE, x: torch.Tensor, objective: str, samples: int,
+                           generator: torch.Generator | None = None, kl_weight: float = 1.0
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A k-sample training loss of a batch, summed over images, and the one-sample ELBO terms.
+
+    ``elbo``: minus the mean over the k samples of the one-sample ELBO estimate log w_i (the
+    VAE column of Burda et al. 2016), with the KL part log p(z) - log q(z|x) weighted by
+    ``kl_weight``. ``iwae``: minus the importance-weighted bound log (1/k) sum_i w_i, its
+    gradient taken through the log-sum-exp (Burda et al.'s estimator; no separate KL term).
+    Returns (loss to minimize, -ELBO, recon, KL): the last three as ``negative_elbo`` reports
+    them, from the first of the k samples and the analytic KL, so that runs of any k compare.
+    """
+    mu, logvar = model.encoder(x)
+    eps = torch.randn((len(x), samples, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
+    log_px_z, log_prior_ratio = log_weight_terms(model, x, mu, logvar, eps)
+    if objective == "iwae":
+        bound = torch.logsumexp(log_px_z + log_prior_ratio, dim=1) - math.log(samples)
+    else:
+        bound = (log_px_z + kl_weight * log_prior_ratio).mean(1)
+    recon = -log_px_z[:, 0].sum()
+    kld = gaussian_kl(mu, logvar).sum()
+    return -bound.sum(), recon + kld, recon, kld

@@ -16,7 +16,7 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
-from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, LIKELIHOODS
+from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, LIKELIHOODS, OBJECTIVES
 from vae.training import IWAE_EPOCHS, LR_SCHEDULES
 
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
@@ -56,6 +56,8 @@ class Params:
     lr_schedule_epochs: int
     output_bias_init: str
     save_every: int
+    objective: str
+    train_samples: int
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of ``vae.model.VAE`` that these params choose."""
@@ -111,6 +113,8 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "lr_schedule_epochs": (int, _positive, "an integer > 0"),
     "output_bias_init": _one_of("default", "train_mean"),
     "save_every": (int, _positive, "an integer > 0"),
+    "objective": _one_of(*OBJECTIVES),
+    "train_samples": (int, _positive, "an integer > 0 (latent samples per image in each training step)"),
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
@@ -123,6 +127,10 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
      f"{IWAE_EPOCHS}"),
     ("kl_warmup_epochs", 0, lambda v: v["kl_warmup_epochs"] <= v["num_epochs"],
      "is longer than num_epochs, so the KL weight would never reach beta; lower it"),
+    ("beta", 1.0, lambda v: v["objective"] == "elbo",
+     "weights the ELBO's KL term, and objective: iwae has none (the bound weighs whole samples); use beta: 1.0"),
+    ("kl_warmup_epochs", 0, lambda v: v["objective"] == "elbo",
+     "warms up the ELBO's KL term, and objective: iwae has none; use kl_warmup_epochs: 0"),
 ]
 assert set(_RULES) == {f.name for f in fields(Params)}
 

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from vae import interrupt
 from vae.errors import UserError
-from vae.model import EVAL_BATCH, VAE, binarize, negative_elbo
+from vae.model import EVAL_BATCH, VAE, binarize, multi_sample_objective, negative_elbo
 
 log = logging.getLogger("vae")
 
 TERMS = ("loss", "recon", "kl")
 HISTORY_COLUMNS = ("epoch", *(f"{split}_{term}" for split in ("train", "val") for term in TERMS))
+OBJECTIVE_COLUMN = "train_objective"  # the loss a multi-sample objective minimized, per image
 
 
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
@@ -44,7 +45,10 @@ def logit_of_mean(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Schedule:
-    """How the learning rate and the KL term's weight change during training.
+    """What each step minimizes, and how the learning rate and the KL term's weight change during training.
+
+    ``objective`` and ``train_samples``: the notebook's one-sample ELBO (``elbo``, 1), the
+    ELBO averaged over k samples, or the k-sample importance-weighted bound (``iwae``).
 
     ``lr_schedule``: ``constant``, or ``iwae``, Burda et al.'s: stage i = 0..7 lasts 3^i
     epochs at ``lr * 10^(-i/7)`` (3280 epochs), scaled to span ``lr_schedule_epochs``.
@@ -57,6 +61,13 @@ class Schedule:
     lr_schedule_epochs: int = IWAE_EPOCHS
     beta: float = 1.0
     kl_warmup_epochs: int = 0
+    objective: str = "elbo"  # or iwae: Burda et al.'s k-sample bound
+    train_samples: int = 1  # latent samples per image and step (k)
+
+    @property
+    def multi_sample(self) -> bool:
+        """Whether steps use ``vae.model.multi_sample_objective`` (anything but the notebook's one-sample ELBO)."""
+        return self.objective != "elbo" or self.train_samples > 1
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1, 2, ...)."""
@@ -102,6 +113,11 @@ class TrainState:
                    torch.Generator().manual_seed(seed),
                    torch.Generator(device=device).manual_seed(seed + 1), binarize_gen, 0, [])
 
+    def history_columns(self) -> tuple[str, ...]:
+        """The history's columns: a multi-sample objective's value is added after the ELBO terms."""
+        extra = (OBJECTIVE_COLUMN,) if self.history and OBJECTIVE_COLUMN in self.history[0] else ()
+        return HISTORY_COLUMNS + extra
+
     def generators(self) -> dict[str, torch.Generator]:
         gens = {"shuffle": self.shuffle_gen, "noise": self.noise_gen}
         return gens if self.binarize_gen is None else gens | {"binarize": self.binarize_gen}
@@ -116,8 +132,8 @@ class TrainState:
             "rng": {name: gen.get_state() for name, gen in self.generators().items()},
             # A float64 table, not a list of dicts: pickled dicts of strings can differ in
             # bytes between a fresh and a resumed run, and checkpoints must be identical.
-            "history": torch.tensor([[row[c] for c in HISTORY_COLUMNS] for row in self.history],
-                                    dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS)),
+            "history": torch.tensor([[row[c] for c in self.history_columns()] for row in self.history],
+                                    dtype=torch.float64).reshape(-1, len(self.history_columns())),
         }
 
     def load_dict(self, saved: dict[str, Any]) -> None:
@@ -126,7 +142,8 @@ class TrainState:
         for name, gen in self.generators().items():
             gen.set_state(saved["rng"][name].cpu())
         self.epoch = saved["epoch"]
-        self.history = [dict(zip(HISTORY_COLUMNS, row)) for row in saved["history"].tolist()]
+        columns = HISTORY_COLUMNS + ((OBJECTIVE_COLUMN,) if saved["history"].shape[1] > len(HISTORY_COLUMNS) else ())
+        self.history = [dict(zip(columns, row)) for row in saved["history"].tolist()]
         for row in self.history:
             row["epoch"] = int(row["epoch"])
 
@@ -135,8 +152,9 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
                 progress: bool = True, schedule: Schedule = Schedule()) -> dict[str, float]:
     """One pass over ``x`` in shuffled batches; returns per-image loss, recon and KL.
 
-    The step minimizes recon + w * KL with w from ``schedule``; the loss returned is
-    the unweighted negative ELBO, whatever w is.
+    The step minimizes recon + w * KL with w from ``schedule`` (or ``schedule``'s multi-sample
+    objective, whose value per image is returned too, as ``objective``); the loss returned is
+    the unweighted one-sample negative ELBO, whatever the step minimized.
 
     Batch losses are kept on the device and checked once per epoch (no per-batch
     synchronization); a non-finite one raises ``UserError`` naming the epoch and
@@ -147,26 +165,33 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
     n = len(x)
     order = torch.randperm(n, generator=state.shuffle_gen).to(x.device)
     starts = range(0, n, batch_size)
-    sums = torch.zeros(len(starts), 3, device=x.device)
+    terms = TERMS + (("objective",) if schedule.multi_sample else ())
+    sums = torch.zeros(len(starts), len(terms), device=x.device)
     for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", unit="batch", leave=False,
                                    disable=None if progress else True, mininterval=1.0)):
         # index_select copies whole rows; x[idx] goes through the general indexing kernel, ~4x slower
         xb = x.index_select(0, order[start:start + batch_size])
         if state.binarize_gen is not None:
             xb = binarize(xb, state.binarize_gen)
-        loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
         weight = schedule.kl_weight_at(epoch - 1 + i / len(starts))
-        objective = loss if weight == 1.0 else recon + weight * kld
+        if schedule.multi_sample:
+            objective, loss, recon, kld = multi_sample_objective(model, xb, schedule.objective, schedule.train_samples,
+                                                                 state.noise_gen, weight)
+            values = (loss.detach(), recon.detach(), kld.detach(), objective.detach())
+        else:
+            loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
+            objective = loss if weight == 1.0 else recon + weight * kld
+            values = (loss.detach(), recon.detach(), kld.detach())
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
-        torch.stack((loss.detach(), recon.detach(), kld.detach()), out=sums[i])  # no temporary
+        torch.stack(values, out=sums[i])  # no temporary
         interrupt.check(epoch, i + 1)
     bad = (~torch.isfinite(sums[:, 0])).nonzero()
     if len(bad):
         raise UserError(f"non-finite loss at epoch {epoch}, batch {int(bad[0]) + 1}; the last good "
                         "checkpoint is kept; lower lr or check the data, then rerun")
-    return dict(zip(TERMS, (sums.sum(0) / n).tolist()))
+    return dict(zip(terms, (sums.sum(0) / n).tolist()))
 
 
 @torch.no_grad()
@@ -204,8 +229,9 @@ def fit(state: TrainState, train_x: torch.Tensor, val_x: torch.Tensor, batch_siz
             raise UserError(f"non-finite validation loss after epoch {epoch}; the last good "
                             "checkpoint is kept; lower lr or check the data, then rerun")
         state.epoch = epoch
+        objective = {OBJECTIVE_COLUMN: train.pop("objective")} if "objective" in train else {}
         state.history.append({"epoch": epoch, **{f"train_{k}": v for k, v in train.items()},
-                              **{f"val_{k}": v for k, v in val.items()}})
+                              **{f"val_{k}": v for k, v in val.items()}, **objective})
         log.info("epoch %d/%d | train loss %.4f (recon %.4f kl %.4f) | val loss %.4f",
                  epoch, num_epochs, train["loss"], train["recon"], train["kl"], val["loss"])
         if on_epoch is not None:

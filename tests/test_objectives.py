@@ -1,0 +1,128 @@
+"""Multi-sample training objectives: the k-sample ELBO and the IWAE bound (Burda et al. 2016)."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from vae.errors import UserError
+from vae.model import VAE, gaussian_kl, multi_sample_objective
+from vae.params import load_params, validate
+from vae.training import HISTORY_COLUMNS, OBJECTIVE_COLUMN, Schedule, TrainState, fit
+
+K = 7
+
+
+def model_and_images(seed: int = 0) -> tuple[VAE, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = VAE(hidden_dim=32, latent_dim=3)
+    return model, torch.rand(5, 784, generator=torch.Generator().manual_seed(seed + 1)).pow(3)
+
+
+def reference_terms(model: VAE, x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(x|z) and log w of the k samples the objective draws from ``seed``, in float64 with torch.distributions."""
+    eps = torch.randn((len(x), k, model.latent_dim), generator=torch.Generator().manual_seed(seed)).double()
+    m = VAE(hidden_dim=32, latent_dim=3).double()
+    m.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        mu, logvar = m.encoder(x.double())
+        q = Normal(mu.unsqueeze(1), (0.5 * logvar).exp().unsqueeze(1))
+        z = q.loc + q.scale * eps
+        p = m.decoder(z.flatten(0, 1)).reshape(len(x), k, -1)
+        xk = x.double().unsqueeze(1)
+        log_px_z = (xk * p.log() + (1 - xk) * (1 - p).log()).sum(-1)
+        return log_px_z, log_px_z + Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+
+
+def reference_log_weights(model: VAE, x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    return reference_terms(model, x, k, seed)[1]
+
+
+def objective(model: VAE, x: torch.Tensor, name: str, k: int, seed: int = 3) -> torch.Tensor:
+    with torch.no_grad():
+        return multi_sample_objective(model, x, name, k, torch.Generator().manual_seed(seed))[0]
+
+
+def test_iwae_with_one_sample_is_the_one_sample_elbo_estimate_on_the_same_noise() -> None:
+    model, x = model_and_images()
+    want = -reference_log_weights(model, x, 1, seed=3).sum()
+    assert objective(model, x, "iwae", 1).double() == pytest.approx(float(want), rel=1e-5)
+    assert objective(model, x, "elbo", 1) == objective(model, x, "iwae", 1)
+
+
+def test_iwae_with_k_samples_is_the_log_mean_exp_of_the_log_weights() -> None:
+    model, x = model_and_images()
+    log_w = reference_log_weights(model, x, K, seed=3)
+    want = -(torch.logsumexp(log_w, 1) - math.log(K)).sum()
+    assert float(objective(model, x, "iwae", K)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_elbo_with_k_samples_is_the_mean_of_their_one_sample_estimates() -> None:
+    model, x = model_and_images()
+    want = -reference_log_weights(model, x, K, seed=3).mean(1).sum()
+    assert float(objective(model, x, "elbo", K)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_the_iwae_bound_is_never_below_the_elbo_estimate_of_the_same_samples() -> None:
+    for seed in range(5):
+        model, x = model_and_images(seed)
+        assert objective(model, x, "iwae", K, seed) <= objective(model, x, "elbo", K, seed)  # losses: -bound
+
+
+def test_the_reported_terms_are_the_one_sample_elbo_of_the_first_sample() -> None:
+    model, x = model_and_images()
+    with torch.no_grad():
+        _, loss, recon, kl = multi_sample_objective(model, x, "iwae", K, torch.Generator().manual_seed(3))
+        mu, logvar = model.encoder(x)
+    assert float(kl) == pytest.approx(float(gaussian_kl(mu, logvar).sum()))
+    assert float(recon) == pytest.approx(float(-reference_terms(model, x, K, 3)[0][:, 0].sum()), rel=1e-5)
+    assert float(loss) == pytest.approx(float(recon + kl))
+
+
+@pytest.mark.parametrize("name", ["elbo", "iwae"])
+def test_gradients_reach_the_encoder_and_the_decoder(name: str) -> None:
+    model, x = model_and_images()
+    multi_sample_objective(model, x, name, K, torch.Generator().manual_seed(0))[0].backward()
+    for part in (model.encoder, model.decoder):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_the_default_objective_trains_exactly_as_before() -> None:
+    """elbo with one sample takes the notebook's path (analytic KL), bit for bit, and adds no history column."""
+    assert not Schedule().multi_sample
+    assert Schedule(train_samples=2).multi_sample and Schedule(objective="iwae").multi_sample
+    x = model_and_images()[1]
+    histories = []
+    for samples in (1, 2):
+        state = TrainState.new({"hidden_dim": 32, "latent_dim": 3}, 1e-3, 0, torch.device("cpu"))
+        fit(state, x, x, 5, 1, 0, progress=False, schedule=Schedule(train_samples=samples))
+        histories.append(state.history[0])
+    assert tuple(histories[0]) == HISTORY_COLUMNS and tuple(histories[1]) == (*HISTORY_COLUMNS, OBJECTIVE_COLUMN)
+
+
+def test_a_multi_sample_run_records_its_objective_and_resumes_from_the_table() -> None:
+    x = model_and_images()[1]
+    state = TrainState.new({"hidden_dim": 32, "latent_dim": 3}, 1e-3, 0, torch.device("cpu"))
+    fit(state, x, x, 5, 2, 0, progress=False, schedule=Schedule(objective="iwae", train_samples=3))
+    row = state.history[-1]
+    assert row[OBJECTIVE_COLUMN] <= row["train_loss"] + 50 and OBJECTIVE_COLUMN in state.history_columns()
+    saved = state.to_dict("key")
+    other = TrainState.new({"hidden_dim": 32, "latent_dim": 3}, 1e-3, 1, torch.device("cpu"))
+    other.load_dict(saved)
+    assert other.history == state.history
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"train_samples": 0}, "train_samples = 0 is not an integer > 0"),
+    ({"objective": "iwae", "beta": 4.0}, "beta = 4.0 weights the ELBO's KL term, and objective: iwae has none"),
+    ({"objective": "iwae", "kl_warmup_epochs": 5}, "kl_warmup_epochs = 5 warms up the ELBO's KL term"),
+    ({"objective": "vimco"}, "objective = 'vimco' is not one of elbo, iwae"),
+])
+def test_bad_objective_params_fail_in_one_line(changes: dict, message: str) -> None:
+    from dataclasses import asdict
+
+    raw = asdict(load_params()) | changes
+    with pytest.raises(UserError) as err:
+        validate(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)
