@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>` with this venv's python.
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup pipeline test lint bench paper study report
+.PHONY: setup pipeline test lint bench paper study report slurm collect
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -46,6 +46,27 @@ study: setup
 
 report: setup
 	$(RUN) python -m vae.studies report $(STUDY)
+
+# The same study as a SLURM job array (docs/clusters.md): one task per run that the git
+# origin lacks, each in its own clone under SLURM_WORKDIR (on a filesystem the nodes share),
+# pushing its experiment to origin and its outputs to the DVC remote. SLURM_ARGS goes to
+# sbatch as it is (it overrides the other settings). Then `make collect` and `make report`.
+SLURM_PARTITION ?=
+SLURM_CPUS ?= 2
+SLURM_MEM ?= 4G
+SLURM_TIME ?= 02:00:00
+SLURM_WORKDIR ?= .slurm/work
+SLURM_REMOTE ?=
+SLURM_CACHE ?=
+SLURM_REQUEUE ?= 1
+SLURM_ARGS ?=
+slurm: setup
+	$(RUN) python -m vae.studies slurm $(STUDY) --partition="$(SLURM_PARTITION)" --cpus=$(SLURM_CPUS) \
+		--mem=$(SLURM_MEM) --time=$(SLURM_TIME) --workdir="$(SLURM_WORKDIR)" --remote="$(SLURM_REMOTE)" \
+		--cache="$(SLURM_CACHE)" --requeue=$(SLURM_REQUEUE) --sbatch-args="$(SLURM_ARGS)"
+
+collect: setup
+	$(RUN) python -m vae.studies collect
 
 # Burda et al. (2016), Table 1, VAE (k = 1): 784-200-200-50 tanh on dynamically binarized
 # MNIST, test NLL at K = 5000. Queued as the DVC experiment `iwae-paper` and run in the

@@ -29,6 +29,7 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
+from vae.io import write_text
 from vae.params import validate
 
 STUDIES_DIR = Path("studies")
@@ -83,8 +84,20 @@ class Study:
 
 
 def format_value(value: Any) -> str:
-    """A param value as ``-S`` writes it (YAML scalars: 0.5, 16, binarized)."""
-    return repr(value) if isinstance(value, float) else str(value)
+    """A param value as YAML writes it, for ``-S`` and params.yaml alike (0.5, 1.0e-05, 16, binarized)."""
+    return yaml.safe_dump(value).splitlines()[0]
+
+
+def write_params(path: str | Path, overrides: dict[str, Any]) -> None:
+    """Set top-level keys of a params file in place, keeping its comments and order (what ``-S`` does)."""
+    path = Path(path)
+    text = path.read_text()
+    for key, value in overrides.items():
+        line = re.compile(rf"^{re.escape(key)}:[ \t]*[^#\n]*?([ \t]+#[^\n]*)?$", re.MULTILINE)
+        if not line.search(text):
+            raise UserError(f"{path} has no top-level key {key!r} to set")
+        text = line.sub(lambda m, k=key, v=value: f"{k}: {format_value(v)}{m.group(1) or ''}", text, count=1)
+    write_text(path, text)
 
 
 def run_name(study: str, dataset: str, configuration: str, seed: int) -> str:

@@ -1,0 +1,196 @@
+"""A study on a real one-node SLURM cluster: array tasks in their own clones, a killed task requeued
+and resumed bit for bit, results collected as DVC experiments, and a resubmission that submits nothing.
+
+The cluster (munge, slurmctld, slurmd; Debian's packages, as CI installs them) runs as root with
+its configuration, state and logs in a temporary folder (``SLURM_CONF``). Every wait is on the
+job's state, with a bound. Skipped, with the reason, where the packages or root are missing.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dvc.api
+import pytest
+
+from tests.test_pipeline import data_source_reason, git_files, run
+from vae.errors import UserError
+from vae.studies.slurm import FIRST_ATTEMPT_FAULT_ENV, SlurmOptions, submit
+from vae.studies.spec import load_study
+
+REPO = Path(__file__).resolve().parent.parent
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
+KILLED = "smoke-mnist-notebook-s2"  # killed in its second epoch on the first attempt
+TIMEOUT_S = 900
+
+
+def missing_reason() -> str | None:
+    absent = [d for d in DAEMONS if shutil.which(d) is None and not Path("/usr/sbin", d).exists()]
+    if absent:
+        return f"SLURM is not installed ({', '.join(absent)} missing): apt-get install slurmctld slurmd munge"
+    if os.geteuid() != 0:
+        return "the one-node SLURM cluster of this test runs as root"
+    return data_source_reason()
+
+
+def wait_until(check, what: str, timeout_s: float = TIMEOUT_S) -> str:
+    """Poll ``check()`` (a string when done, else None) until it is done; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result is not None:
+            return result
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def command(*args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+    assert not check or proc.returncode == 0, f"{' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def start_munge() -> None:
+    if subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0:
+        return  # already running
+    Path("/run/munge").mkdir(parents=True, exist_ok=True)
+    command("chown", "munge:munge", "/run/munge")
+    command("chown", "-R", "munge:munge", "/var/log/munge", "/var/lib/munge", "/etc/munge")
+    command("su", "-s", "/bin/sh", "munge", "-c", "munged --force")
+    wait_until(lambda: "" if subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0
+               else None, "munged", 30)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    start_munge()
+    root = tmp_path_factory.mktemp("slurm")
+    host = socket.gethostname().split(".")[0]
+    for folder in ("state", "spool"):
+        (root / folder).mkdir()
+    conf = root / "slurm.conf"
+    conf.write_text("\n".join([
+        "ClusterName=local", f"SlurmctldHost={host}", "SlurmUser=root", "SlurmdUser=root", "AuthType=auth/munge",
+        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SchedulerType=sched/builtin",
+        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "ReturnToService=2",
+        f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool", f"SlurmctldPidFile={root}/slurmctld.pid",
+        f"SlurmdPidFile={root}/slurmd.pid", f"SlurmctldLogFile={root}/slurmctld.log",
+        f"SlurmdLogFile={root}/slurmd.log", "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none",
+        "MinJobAge=3600", f"NodeName={host} CPUs=2 RealMemory=8000 State=UNKNOWN",
+        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""]))
+    env = {"SLURM_CONF": str(conf)}
+    command("slurmctld", env=env)
+    command("slurmd", env=env)
+    try:
+        wait_until(lambda: "idle" if "idle" in command("sinfo", "-h", "-o", "%t", env=env, check=False) else None,
+                   "the node to be idle", 60)
+        yield env
+    finally:
+        for pidfile in ("slurmd.pid", "slurmctld.pid"):
+            if (root / pidfile).exists():
+                subprocess.run(["kill", (root / pidfile).read_text().strip()], check=False)
+
+
+def task_states(job: str, env: dict[str, str]) -> dict[str, str]:
+    """{array task id: JobState} from `scontrol show job` (accounting is off: no sacct)."""
+    out = command("scontrol", "-o", "show", "job", job, env=env, check=False)
+    states = {}
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "ArrayTaskId" in fields:
+            states[fields["ArrayTaskId"]] = fields["JobState"]
+    return states
+
+
+def finished(job: str, env: dict[str, str]) -> str | None:
+    states = task_states(job, env)
+    if states and all(s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL") for s in states.values()):
+        return ",".join(f"{t}:{s}" for t, s in sorted(states.items()))
+    return None
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project with a bare git origin and a local-folder DVC remote, pushed."""
+    root = tmp_path_factory.mktemp("cluster-project")
+    repo = root / "project"
+    for name in git_files(REPO):
+        if not name.startswith(("reports/", "models/", "docs/results/")) and name != "dvc.lock":
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    run(root, "git", "init", "-q", "--bare", "--initial-branch=main", str(root / "origin.git"))
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "remote", "add", "-d", "store", str(root / "dvc-store"))
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
+    run(repo, "git", "remote", "add", "origin", str(root / "origin.git"))
+    run(repo, "git", "push", "-q", "origin", "HEAD:main")
+    return repo
+
+
+def make(repo: Path, *args: str, env: dict[str, str], fails: bool = False) -> str:
+    venv = Path(sys.executable).parent.parent
+    return run(repo, "make", "-o", f"{venv}/.installed", f"VENV={venv}", "STUDY=smoke", *args, env=env, fails=fails)
+
+
+def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, project) -> None:
+    settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={project.parent / 'work'}"]
+    out = make(project, "slurm", *settings, env={**cluster, FIRST_ATTEMPT_FAULT_ENV: f"{KILLED}=SIGKILL@2.3"})
+    assert "#SBATCH --array" not in out and "#SBATCH --requeue" in out  # the script was printed
+    job = out.split("submitted job ", 1)[1].split(":", 1)[0]
+    first = wait_until(lambda: finished(job, cluster), f"job {job}")
+    names = [r.name for r in load_study("smoke", project / "studies", project / "params.yaml").runs()]
+    index = str(names.index(KILLED))
+    assert f"{index}:FAILED" in first and first.count("COMPLETED") == 3, first
+    log = project.parent / "work" / "logs" / f"{KILLED}.log"
+    assert "attempt 0" in log.read_text()
+
+    command("scontrol", "requeue", f"{job}_{index}", env=cluster)
+    command("scontrol", "update", f"JobId={job}_{index}", "StartTime=now", env=cluster)  # no requeue delay
+    wait_until(lambda: finished(job, cluster) if "attempt 1" in log.read_text() else None,
+               f"task {job}_{index} after its requeue")
+    text = log.read_text()
+    assert task_states(job, cluster)[index] == "COMPLETED", text
+    assert "attempt 1" in text and "resuming from models/train_state.pt (epoch 1" in text, text
+
+    collector = project.parent / "collector"
+    run(project.parent, "git", "clone", "-q", str(project.parent / "origin.git"), str(collector))
+    make(collector, "collect", env=cluster)
+    shown = run(collector, "dvc", "exp", "show", "--json")
+    for run_name in ("smoke-mnist-notebook-s1", KILLED, "smoke-mnist-latent-3-s1", "smoke-mnist-latent-3-s2"):
+        assert run_name in shown
+    make(collector, "report", env=cluster)
+    assert "**4 runs** of 4 planned; none missing." in (collector / "docs/results/smoke.md").read_text()
+
+    # the killed-and-resumed run's model, against the same run done without interruption
+    resumed = dvc.api.read("models/model.pt", repo=str(collector), rev=KILLED, mode="rb")
+    reference = project.parent / "reference"
+    run(project.parent, "git", "clone", "-q", str(project.parent / "origin.git"), str(reference))
+    study_run = next(r for r in load_study("smoke", reference / "studies", reference / "params.yaml").runs()
+                     if r.name == KILLED)
+    run(reference, "dvc", "exp", "run", "-n", "uninterrupted", *study_run.set_params(), "evaluate",
+        env={"OMP_NUM_THREADS": "1"})
+    assert (reference / "models/model.pt").read_bytes() == resumed
+
+    again = make(project, "slurm", *settings, env=cluster)
+    assert "4 of 4 runs are in the origin already" in again and "nothing to submit" in again
+    assert "submitted job" not in again
+
+
+def test_without_sbatch_the_job_script_is_printed_and_one_line_says_so(project, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    study = load_study("smoke")
+    with pytest.raises(UserError) as err:
+        submit(study, SlurmOptions(workdir=project.parent / "nowhere"))
+    assert str(err.value).startswith("sbatch is not on the PATH (no SLURM here): nothing submitted")
+    script = capsys.readouterr().out
+    assert script.startswith("#!/usr/bin/env bash") and "dvc exp push origin" in script
+    assert (project / ".slurm/smoke.sh").read_text() == script.rstrip("\n") + "\n"
