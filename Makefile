@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>` with this venv's python.
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup pipeline test lint bench paper study report slurm collect
+.PHONY: setup pipeline test lint bench paper study report slurm collect samples-figure
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -46,6 +46,11 @@ study: setup
 
 report: setup
 	$(RUN) python -m vae.studies report $(STUDY)
+
+# docs/samples.png: an experiment's prior samples beside its latent-density samples.
+SAMPLES_REV ?= variants-mnist-notebook-s1
+samples-figure: setup
+	$(RUN) python -m vae.figures --rev $(SAMPLES_REV) --out docs/samples.png
 
 # The same study as a SLURM job array (docs/clusters.md): one task per run that the git
 # origin lacks, each in its own clone under SLURM_WORKDIR (on a filesystem the nodes share),

@@ -47,14 +47,18 @@ def load_model(path: str | Path | None = None, rev: str | None = None, repo: str
         path = named_paths()["model"]
     if rev is None and repo is None:
         return _load_model_file(path, device)
+    return _load_model_file(io.BytesIO(_read_bytes(str(path), rev, repo)), device)
+
+
+def _read_bytes(path: str, rev: str | None, repo: str | None) -> bytes:
+    """A file of revision ``rev`` through ``dvc.api`` (git, or the DVC cache or remote), not checked out."""
     import dvc.api
     from dvc.scm import RevError
 
     try:
-        data = dvc.api.read(str(path), repo=repo, rev=rev, mode="rb")
+        return dvc.api.read(path, repo=repo, rev=rev, mode="rb")
     except RevError:
         raise _revision_error(str(rev), repo) from None
-    return _load_model_file(io.BytesIO(data), device)
 
 
 def load_metrics(rev: str | None = None, repo: str | None = None) -> dict[str, Any]:
@@ -85,9 +89,22 @@ def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
     return model.decoder(z.to(next(model.parameters()).device))
 
 
-def load_latent_density(path: str | Path | None = None) -> LatentDensity:
-    """The ex-post latent density at ``path`` (default: the one dvc.yaml names, ``paths.latent_density``)."""
-    return _load_density_file(named_paths()["latent_density"] if path is None else path)
+def load_latent_density(path: str | Path | None = None, rev: str | None = None, repo: str | None = None
+                        ) -> LatentDensity:
+    """The ex-post latent density at ``path``, in the working tree or in revision ``rev`` of ``repo``.
+
+    ``path`` defaults to the one dvc.yaml names (``paths.latent_density``).
+    """
+    if path is None:
+        path = named_paths()["latent_density"]
+    if rev is None and repo is None:
+        return _load_density_file(path)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(path).name
+        local.write_bytes(_read_bytes(str(path), rev, repo))
+        return _load_density_file(local)
 
 
 def sample(model: VAE, n: int, seed: int = 0, density: LatentDensity | None = None) -> torch.Tensor:

@@ -2,15 +2,19 @@
 
 Charts are drawn on ``matplotlib.figure.Figure`` objects, not through pyplot, so no
 display or backend is needed and a notebook that imports ``vae`` keeps its own.
+
+``python -m vae.figures --rev EXPERIMENT --out docs/samples.png`` draws the docs' figure:
+an experiment's prior samples beside its latent-density samples (``make samples-figure``).
 """
 
+import argparse
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
 
 from vae.io import atomic_path, write_figure
 from vae.model import VAE, images
@@ -60,3 +64,35 @@ def latent_scatter(path: str | Path, points: pd.DataFrame, title: str,
     ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     write_figure(path, fig, dpi=120)
+
+
+def side_by_side(path: str | Path, grids: dict[str, torch.Tensor], nrow: int = 8, title: str = "") -> None:
+    """Image grids of flat pixel rows (N, 784) next to each other, each under its name."""
+    fig = Figure(figsize=(3.2 * len(grids), 3.6), layout="constrained")
+    for ax, (name, pixels) in zip(fig.subplots(1, len(grids), squeeze=False)[0], grids.items()):
+        ax.imshow(make_grid(images(pixels.detach().cpu()), nrow=nrow, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    write_figure(path, fig, dpi=110)
+
+
+def main() -> None:
+    import vae
+
+    parser = argparse.ArgumentParser(description="An experiment's prior and latent-density samples, side by side")
+    parser.add_argument("--rev", default=None, help="an experiment, branch, tag or commit (default: the workspace)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = vae.load_model(rev=args.rev)
+    density = vae.load_latent_density(rev=args.rev)
+    side_by_side(args.out, {"from the prior N(0, I)": vae.sample(model, args.n, args.seed),
+                            "from the ex-post latent density": vae.sample(model, args.n, args.seed, density)},
+                 title=f"{args.rev or 'workspace'}: latent_dim {model.latent_dim}, seed {args.seed}")
+
+
+if __name__ == "__main__":
+    main()

@@ -69,9 +69,21 @@ def parse_exp_show(rows: list[dict[str, Any]]) -> list[Experiment]:
     return found
 
 
+def baselines() -> list[str]:
+    """The commits that experiments were run from (their refs are refs/exps/ab/cdef.../NAME), and HEAD."""
+    refs = _command("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    found = {"".join(ref.split("/")[2:4]) for ref in refs if len(ref.split("/")) == 5}
+    return sorted(found | {_command("git", "rev-parse", "HEAD").strip()})
+
+
 def experiments(all_commits: bool = False) -> list[Experiment]:
-    """This repository's experiments: of HEAD, or of every commit (``-A``)."""
-    out = _command("dvc", "exp", "show", "--json", *(["-A"] if all_commits else []))
+    """This repository's experiments: of HEAD, or of every commit that has some.
+
+    ``dvc exp show -A`` would read every commit of the history (47 s for 90 commits on 2 cores);
+    asking for the experiments' own baselines reads only those.
+    """
+    revs = [arg for rev in baselines() for arg in ("--rev", rev)] if all_commits else []
+    out = _command("dvc", "exp", "show", "--json", "-n", "1", *revs)
     return parse_exp_show(json.loads(out))
 
 

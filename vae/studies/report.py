@@ -35,6 +35,7 @@ MARK = "**"  # a difference whose interval excludes zero is printed in bold
 def rows_from_experiments(study: Study, found: list[Experiment]) -> list[dict[str, Any]]:
     """One CSV row per finished experiment of a planned run of ``study``."""
     planned = {run.name: run for run in study.runs()}
+    versions = {baseline: code_version(baseline) for baseline in {exp.baseline for exp in found}}
     rows = []
     for exp in found:
         run = planned.get(exp.name)
@@ -43,7 +44,7 @@ def rows_from_experiments(study: Study, found: list[Experiment]) -> list[dict[st
         env = environment(exp)
         rows.append({"experiment": run.name, "configuration": run.configuration, "dataset": run.dataset,
                      "seed": run.seed, **{k: exp.params.get(k) for k in run.overrides if k not in RUN_COLUMNS},
-                     "commit": exp.baseline[:12], "code": code_version(exp.baseline),
+                     "commit": exp.baseline[:12], "code": versions[exp.baseline],
                      "cpu": env.get("cpu", ""), "threads": env.get("threads", ""), "torch": env.get("torch", ""),
                      **{k: v for k, v in sorted(exp.metrics.items()) if isinstance(v, int | float)}})
     return rows
@@ -139,7 +140,8 @@ def summary(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> str:
               + (f"; missing: {', '.join(missing)}." if missing else "; none missing."), ""]
     if not len(runs):
         return "\n".join(lines)
-    machines = Counter(f"{r.cpu}, {r.threads} threads, torch {r.torch}" for r in runs.itertuples())
+    machines = Counter(f"{r.cpu}, {r.threads} thread{'' if str(r.threads) == '1' else 's'}, torch {r.torch}"
+                       for r in runs.itertuples())
     commits = Counter(f"`{c}` (code {v})" for c, v in zip(runs["commit"], runs["code"]))
     lines += ["Ran on: " + "; ".join(f"{m} ({n} runs)" for m, n in machines.items()) + ".",
               "Commits: " + "; ".join(f"{c} ({n} runs)" for c, n in commits.items()) + ".", ""]
