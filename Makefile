@@ -73,17 +73,9 @@ slurm: setup
 collect: setup
 	$(RUN) python -m vae.studies collect
 
-# Burda et al. (2016), Table 1, VAE (k = 1): 784-200-200-50 tanh on dynamically binarized
-# MNIST, test NLL at K = 5000. Queued as the DVC experiment `iwae-paper` and run in the
-# background; follow it with `dvc queue logs -f iwae-paper`, compare it with `dvc exp show`.
-# The paper's 3280 epochs at batch 20 take about 6 h on 2 CPU cores; by default its
-# schedule is compressed into PAPER_EPOCHS epochs at batch PAPER_BATCH (README: "A published
-# table, reproduced"). `make paper PAPER_EPOCHS=3280 PAPER_BATCH=20` is the paper's protocol.
-PAPER_EPOCHS ?= 1200
-PAPER_BATCH ?= 100
+# Burda et al. (2016), Table 1, VAE (k = 1), as the study studies/paper.yaml (docs/paper.md):
+# queued as the experiment paper-mnist-vae-k1-s42 and run in the background (about 2 h on
+# 2 cores); `make report STUDY=paper` then writes docs/results/paper.{csv,md}.
 paper: setup
-	$(RUN) dvc exp run --queue -n iwae-paper -S likelihood=binarized -S hidden_dim=200 \
-		-S activation=tanh -S latent_dim=50 -S output_bias_init=train_mean -S adam_eps=0.0001 \
-		-S lr_schedule=iwae -S lr_schedule_epochs=$(PAPER_EPOCHS) -S num_epochs=$(PAPER_EPOCHS) \
-		-S batch_size=$(PAPER_BATCH) -S val_fraction=0.0066667 -S iwae_k=5000 -S save_every=100
-	$(RUN) dvc queue start >/dev/null 2>&1  # the worker must not hold make's output open
+	$(MAKE) study STUDY=paper JOBS=1 THREADS=2
+

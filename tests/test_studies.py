@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 STUDIES = REPO / "studies"
 
 
-@pytest.mark.parametrize("name, runs", [("smoke", 4), ("latent-sizes", 12), ("variants", 42)])
+@pytest.mark.parametrize("name, runs", [("smoke", 4), ("latent-sizes", 12), ("variants", 42), ("iwae", 9),
+                                        ("paper", 1)])
 def test_the_committed_studies_are_valid_and_plan_distinct_named_runs(name: str, runs: int) -> None:
     study = load_study(name, STUDIES, REPO / "params.yaml")
     planned = study.runs()
@@ -68,7 +69,7 @@ def test_a_bad_study_file_is_refused_in_one_line(tmp_path: Path, text: str, mess
 
 def test_an_unknown_study_names_the_studies_that_exist() -> None:
     with pytest.raises(UserError, match=r"no study named 'variant' \(no .*variant.yaml\); the studies are: "
-                                        r"latent-sizes, smoke, variants"):
+                                        r"iwae, latent-sizes, paper, smoke, variants"):
         load_study("variant", STUDIES, REPO / "params.yaml")
 
 

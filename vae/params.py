@@ -135,6 +135,12 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
 assert set(_RULES) == {f.name for f in fields(Params)}
 
 
+def suggest(key: str, known: list[str]) -> str:
+    """"did you mean ...?" for a mistyped key: a key it begins (``dataset`` for ``dataset_name``), else the closest."""
+    close = [k for k in known if k.startswith(key)][:1] or difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+
+
 def _check_type(key: str, value: Any, kind: type, allowed: str, source: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
         hint = ""
@@ -158,9 +164,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
         raise UserError(f"{source}: expected a mapping of key: value, got {type(raw).__name__}")
     for key in raw:
         if key not in _RULES:
-            close = difflib.get_close_matches(str(key), _RULES, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(_RULES)}"
-            raise UserError(f"{source}: unknown key {key!r}; {hint}")
+            raise UserError(f"{source}: unknown key {key!r}; {suggest(str(key), list(_RULES))}")
     values = {}
     for key, (kind, check, allowed) in _RULES.items():
         if key not in raw:

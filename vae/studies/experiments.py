@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vae.errors import UserError
+from vae.pipeline import read_stage
 from vae.studies.spec import Run, Study
 
 log = logging.getLogger("vae")
@@ -21,7 +22,6 @@ log = logging.getLogger("vae")
 # (this package only queues and reads runs, so editing it changes no result).
 CODE_PATHS = ("vae", "stages", "dvc.yaml", "params.yaml", "requirements.txt")
 NOT_CODE = "vae/studies/"
-ENVIRONMENT_FILE = "reports/train/environment.json"  # written by the train stage (dvc.yaml: paths.train)
 TARGET = "evaluate"  # a study's runs reproduce the metrics (evaluate and what it needs), not the figures
 
 
@@ -36,7 +36,11 @@ class Experiment:
 
 
 def _command(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError(f"{args[0]} is not on the PATH; activate the project's environment "
+                        "(`source .venv/bin/activate`) or use the make targets") from None
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit code {proc.returncode}"]
         raise UserError(f"`{' '.join(args[:4])} ...` failed: {lines[-1]}")
@@ -88,8 +92,13 @@ def experiments(all_commits: bool = False) -> list[Experiment]:
 
 
 def environment(exp: Experiment) -> dict[str, Any]:
-    """The CPU, thread count and torch version a finished experiment trained with ({} if unknown)."""
-    proc = subprocess.run(["git", "show", f"{exp.rev}:{ENVIRONMENT_FILE}"], capture_output=True, text=True)
+    """The CPU, thread count and torch version a finished experiment trained with ({} if unknown).
+
+    The train stage writes them to the output of its named ``environment.json`` (git-tracked:
+    ``cache: false``), so they are read from the experiment's commit.
+    """
+    path = next(out for out in read_stage("train").outs if out.endswith("environment.json"))
+    proc = subprocess.run(["git", "show", f"{exp.rev}:{path}"], capture_output=True, text=True)
     return json.loads(proc.stdout) if proc.returncode == 0 else {}
 
 

@@ -3,7 +3,7 @@
 DVC's queue runs on one machine and one repository cannot run two experiments at once, so
 each task clones the git origin into ``WORKDIR/clones/RUN``, checks out the commit the study
 was submitted from, pulls what DVC has (or downloads from ``$VAE_DATA_MIRROR``), sets the
-run's params, runs ``dvc repro evaluate``, saves the result as the experiment RUN (``dvc exp
+run's params, runs ``dvc repro evaluate`` (``TARGET``), saves the result as the experiment RUN (``dvc exp
 save``) and pushes it (``dvc exp push origin RUN``: git refs to the origin, outputs to the DVC
 remote). A killed or preempted task that SLURM requeues finds its clone as it left it, and the
 train stage resumes from the last completed epoch, bit for bit. ``make collect`` then pulls
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vae.errors import UserError
+from vae.studies.experiments import TARGET
 from vae.studies.spec import Run, Study
 
 log = logging.getLogger("vae")
@@ -118,9 +119,9 @@ if ! dvc exp list --name-only 2>/dev/null | grep -qx "$NAME"; then
   # `dvc exp run` would first restore the baseline's outputs over the saved epochs, so the
   # run is `dvc repro` in the clone (the train stage resumes) saved as the experiment.
   python -m vae.studies set-params {study.name} "$NAME"
-  dvc repro evaluate
+  dvc repro {TARGET}
   NEW=(); while IFS= read -r file; do NEW+=(-I "$file"); done < <(git ls-files --others --exclude-standard)
-  dvc exp save -n "$NAME" "${{NEW[@]}}" evaluate  # what `dvc exp run` would commit, new small files included
+  dvc exp save -n "$NAME" "${{NEW[@]}}" {TARGET}  # what `dvc exp run` would commit, new small files included
 fi
 dvc exp push origin "$NAME"
 echo "[slurm] $NAME: pushed, $(date -u +%FT%TZ)"

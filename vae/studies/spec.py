@@ -19,7 +19,6 @@ Every run is one configuration on one dataset with one seed, named
 ``vae.params.validate`` before anything is queued, so a bad study fails in one line.
 """
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ import yaml
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
 from vae.io import write_text
-from vae.params import validate
+from vae.params import suggest, validate
 
 STUDIES_DIR = Path("studies")
 # Names become part of git refs (refs/exps/...) and file names: lower case, digits and dashes.
@@ -125,9 +124,7 @@ def _read(name: str, studies_dir: Path) -> tuple[Path, dict[str, Any]]:
         raise _fail(path, "expected a mapping with datasets, seeds and configurations")
     for key, value in raw.items():
         if key not in _KEYS:
-            close = difflib.get_close_matches(str(key), _KEYS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(_KEYS)}"
-            raise _fail(path, f"unknown key {key!r}; {hint}")
+            raise _fail(path, f"unknown key {key!r}; {suggest(str(key), list(_KEYS))}")
         if not isinstance(value, _KEYS[key]):
             raise _fail(path, f"{key} must be a {_KEYS[key].__name__}, not {value!r}")
     for key in _REQUIRED:
