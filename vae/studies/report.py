@@ -43,7 +43,8 @@ def rows_from_experiments(study: Study, found: list[Experiment]) -> list[dict[st
             continue
         env = environment(exp)
         rows.append({"experiment": run.name, "configuration": run.configuration, "dataset": run.dataset,
-                     "seed": run.seed, **{k: exp.params.get(k) for k in run.overrides if k not in RUN_COLUMNS},
+                     "seed": run.seed, **{k: exp.params.get(k) for k in dict.fromkeys([*run.overrides, *study.varied()])
+                                            if k not in RUN_COLUMNS and k != "dataset_name"},
                      "commit": exp.baseline[:12], "code": versions[exp.baseline],
                      "cpu": env.get("cpu", ""), "threads": env.get("threads", ""), "torch": env.get("torch", ""),
                      **{k: v for k, v in sorted(exp.metrics.items()) if isinstance(v, int | float)}})
