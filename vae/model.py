@@ -237,13 +237,14 @@ def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None
 
 
 def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                     eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x|z) and log p(z) - log q(z|x) for z = mu + eps * sigma; eps (B, C, d) -> two (B, C).
+                     eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log p(x|z), log p(z) and log q(z|x) for z = mu + eps * sigma; eps (B, C, d) -> three (B, C).
 
-    Their sum is the log importance weight of each sample. log p(x|z) is minus the training
-    loss's reconstruction term summed over the 784 pixels, so one sample's weight is exactly
-    the one-sample ELBO estimate with a Monte Carlo KL in place of the analytic one. The
-    encoder's outputs are given once per image; the decoder runs on all B * C samples at once.
+    log p(x|z) + log p(z) - log q(z|x) is the log importance weight of each sample. log p(x|z)
+    is minus the training loss's reconstruction term summed over the 784 pixels, so one
+    sample's weight is exactly the one-sample ELBO estimate with a Monte Carlo KL in place of
+    the analytic one. The encoder's outputs are given once per image; the decoder runs on all
+    B * C samples at once.
     """
     b, c, d = eps.shape
     z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
@@ -252,14 +253,14 @@ def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torc
                                     reduction="none").sum(-1)
     log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
     log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
-    return log_px_z, log_pz - log_qz_x
+    return log_px_z, log_pz, log_qz_x
 
 
 def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 eps: torch.Tensor) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) of each sample, (B, C): what the IWAE bound and objective average."""
-    log_px_z, log_prior_ratio = log_weight_terms(model, x, mu, logvar, eps)
-    return log_px_z + log_prior_ratio
+    log_px_z, log_pz, log_qz_x = log_weight_terms(model, x, mu, logvar, eps)
+    return log_px_z + log_pz - log_qz_x  # in this order: the metrics' float sums stay bit for bit
 
 
 def multi_sample_objective(model: VAE, x: torch.Tensor, objective: str, samples: int,
@@ -276,11 +277,12 @@ def multi_sample_objective(model: VAE, x: torch.Tensor, objective: str, samples:
     """
     mu, logvar = model.encoder(x)
     eps = torch.randn((len(x), samples, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
-    log_px_z, log_prior_ratio = log_weight_terms(model, x, mu, logvar, eps)
+    log_px_z, log_pz, log_qz_x = log_weight_terms(model, x, mu, logvar, eps)
+    log_w = log_px_z + log_pz - log_qz_x
     if objective == "iwae":
-        bound = torch.logsumexp(log_px_z + log_prior_ratio, dim=1) - math.log(samples)
+        bound = torch.logsumexp(log_w, dim=1) - math.log(samples)
     else:
-        bound = (log_px_z + kl_weight * log_prior_ratio).mean(1)
+        bound = (log_w if kl_weight == 1.0 else log_px_z + kl_weight * (log_pz - log_qz_x)).mean(1)
     recon = -log_px_z[:, 0].sum()
     kld = gaussian_kl(mu, logvar).sum()
     return -bound.sum(), recon + kld, recon, kld
