@@ -35,7 +35,8 @@ class Experiment:
     metrics: dict[str, Any]  # every metrics file's values, merged (their keys are distinct)
 
 
-def _command(*args: str) -> str:
+def command(*args: str) -> str:
+    """Run a command and return its stdout; a missing program or a failure is one ``UserError`` line."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True)
     except FileNotFoundError:
@@ -50,7 +51,7 @@ def _command(*args: str) -> str:
 def code_version(commit: str = "HEAD") -> str:
     """A short hash of the files under ``CODE_PATHS`` at ``commit``: equal for commits that differ only in
     docs, tests or the study machinery, which change no run's numbers."""
-    listing = _command("git", "ls-tree", "-r", commit, "--", *CODE_PATHS)
+    listing = command("git", "ls-tree", "-r", commit, "--", *CODE_PATHS)
     files = [line for line in listing.splitlines() if not line.split("\t", 1)[1].startswith(NOT_CODE)]
     return hashlib.sha256("\n".join(files).encode()).hexdigest()[:12]
 
@@ -75,9 +76,9 @@ def parse_exp_show(rows: list[dict[str, Any]]) -> list[Experiment]:
 
 def baselines() -> list[str]:
     """The commits that experiments were run from (their refs are refs/exps/ab/cdef.../NAME), and HEAD."""
-    refs = _command("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
+    refs = command("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     found = {"".join(ref.split("/")[2:4]) for ref in refs if len(ref.split("/")) == 5}
-    return sorted(found | {_command("git", "rev-parse", "HEAD").strip()})
+    return sorted(found | {command("git", "rev-parse", "HEAD").strip()})
 
 
 def experiments(all_commits: bool = False) -> list[Experiment]:
@@ -87,7 +88,7 @@ def experiments(all_commits: bool = False) -> list[Experiment]:
     asking for the experiments' own baselines reads only those.
     """
     revs = [arg for rev in baselines() for arg in ("--rev", rev)] if all_commits else []
-    out = _command("dvc", "exp", "show", "--json", "-n", "1", *revs)
+    out = command("dvc", "exp", "show", "--json", "-n", "1", *revs)
     return parse_exp_show(json.loads(out))
 
 
@@ -125,7 +126,7 @@ def queue(study: Study, done_rows: list[dict[str, Any]]) -> list[Run]:
         if run.name in recorded and same_params(run, recorded[run.name]):
             log.info("%s: in the study's CSV with this code, skipped", run.name)
             continue
-        _command("dvc", "exp", "run", "--queue", "-n", run.name, *run.set_params(), TARGET)
+        command("dvc", "exp", "run", "--queue", "-n", run.name, *run.set_params(), TARGET)
         log.info("%s: queued", run.name)
         queued.append(run)
     return queued

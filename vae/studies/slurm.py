@@ -16,13 +16,12 @@ how clusters without SLURM (or a laptop) use it.
 import logging
 import shlex
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from vae.errors import UserError
-from vae.studies.experiments import TARGET
+from vae.studies.experiments import TARGET, command
 from vae.studies.spec import Run, Study
 
 log = logging.getLogger("vae")
@@ -46,10 +45,7 @@ class SlurmOptions:
 
 
 def _git(*args: str) -> str:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"`git {' '.join(args)}` failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    return proc.stdout.strip()
+    return command("git", *args).strip()
 
 
 def origin_url(options: SlurmOptions) -> str:
@@ -159,11 +155,11 @@ def submit(study: Study, options: SlurmOptions) -> tuple[Path, str | None]:
     options.workdir.mkdir(parents=True, exist_ok=True)
     (options.workdir / "logs").mkdir(exist_ok=True)
     array = ",".join(str(i) for i in missing)
-    proc = subprocess.run(["sbatch", "--parsable", f"--array={array}", *shlex.split(options.sbatch_args),
-                           str(script)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"sbatch refused the job: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    job = proc.stdout.strip().split(";")[0]
+    try:
+        out = command("sbatch", "--parsable", f"--array={array}", *shlex.split(options.sbatch_args), str(script))
+    except UserError as err:
+        raise UserError(f"sbatch refused the job: {err}") from None
+    job = out.strip().split(";")[0]
     log.info("submitted job %s: array %s (%d runs); logs in %s/logs/RUN.log", job, array, len(missing),
              options.workdir)
     return script, job
@@ -171,8 +167,5 @@ def submit(study: Study, options: SlurmOptions) -> tuple[Path, str | None]:
 
 def collect(remote: str = "origin") -> None:
     """Pull every experiment pushed to ``remote`` (git refs and their DVC outputs) into this clone."""
-    proc = subprocess.run(["dvc", "exp", "pull", remote, "--all-commits"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"`dvc exp pull {remote} --all-commits` failed: "
-                        f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    log.info("%s", proc.stdout.strip() or f"pulled the experiments of {remote}")
+    out = command("dvc", "exp", "pull", remote, "--all-commits")
+    log.info("%s", out.strip() or f"pulled the experiments of {remote}")
