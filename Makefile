@@ -36,12 +36,15 @@ bench: setup
 # A study (studies/$(STUDY).yaml): queue every run that is not done yet as a named DVC
 # experiment and start JOBS queue workers in the background, THREADS torch threads each
 # (1 thread per worker uses the cores best); follow with `dvc queue status`. Then
-# `make report STUDY=...` writes docs/results/$(STUDY).{csv,md,png}.
+# `make report STUDY=...` writes docs/results/$(STUDY).{csv,md,png}. RUNS (shell patterns
+# of run names, e.g. RUNS="variants-fashion-mnist-conv-*") runs only part of the study.
 STUDY ?= smoke
+RUNS ?=
+RUN_PATTERNS = --runs $(foreach pattern,$(RUNS),'$(pattern)')
 JOBS ?= 2
 THREADS ?= 1
 study: setup
-	$(RUN) python -m vae.studies queue $(STUDY)
+	$(RUN) python -m vae.studies queue $(STUDY) $(RUN_PATTERNS)
 	OMP_NUM_THREADS=$(THREADS) $(RUN) dvc queue start -j $(JOBS) >/dev/null 2>&1  # workers must not hold make's output
 
 report: setup
@@ -68,7 +71,7 @@ SLURM_ARGS ?=
 slurm: setup
 	$(RUN) python -m vae.studies slurm $(STUDY) --partition="$(SLURM_PARTITION)" --cpus=$(SLURM_CPUS) \
 		--mem=$(SLURM_MEM) --time=$(SLURM_TIME) --workdir="$(SLURM_WORKDIR)" --remote="$(SLURM_REMOTE)" \
-		--cache="$(SLURM_CACHE)" --requeue=$(SLURM_REQUEUE) --sbatch-args="$(SLURM_ARGS)"
+		--cache="$(SLURM_CACHE)" --requeue=$(SLURM_REQUEUE) --sbatch-args="$(SLURM_ARGS)" $(RUN_PATTERNS)
 
 collect: setup
 	$(RUN) python -m vae.studies collect

@@ -13,7 +13,7 @@ from scipy import stats
 from vae.errors import UserError
 from vae.studies.experiments import Experiment, parse_exp_show, same_params
 from vae.studies.report import latest, merge, paired_interval, summary, welch_interval
-from vae.studies.spec import load_study
+from vae.studies.spec import load_study, select
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = REPO / "studies"
@@ -36,6 +36,16 @@ def test_run_names_and_overrides_say_what_the_run_is() -> None:
     assert run.set_params() == ["-S", "latent_dim=16", "-S", "beta=4.0", "-S", "dataset_name=FashionMNIST",
                                 "-S", "seed=2"]
     assert study.varied() == ["beta", "kl_warmup_epochs", "likelihood", "architecture"]
+
+
+def test_a_study_runs_in_parts_by_patterns_of_run_names() -> None:
+    study = load_study("variants", STUDIES, REPO / "params.yaml")
+    assert len(select(study, [])) == 42
+    part = select(study, ["variants-fashion-mnist-conv-*", "variants-mnist-beta-4-s2"])
+    assert part == {*(f"variants-fashion-mnist-conv-s{seed}" for seed in (1, 2, 3)), "variants-mnist-beta-4-s2"}
+    with pytest.raises(UserError, match=r"^no run of study variants matches 'variants-fashionmnist-\*'; its runs "
+                                        r"are named like variants-mnist-notebook-s1 \(STUDY-DATASET-CONFIGURATION-"):
+        select(study, ["variants-fashionmnist-*"])
 
 
 def write_study(tmp_path: Path, text: str) -> Path:

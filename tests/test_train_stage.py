@@ -88,7 +88,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 def test_a_run_keeps_weights_per_epoch_and_one_training_state(clean: tuple[Path, dict[str, str]]) -> None:
     workdir, files = clean
     assert set(files) == {"models/model.pt", "models/train_state.pt", "reports/train/history.csv",
-                          "reports/train/metrics.json",
+                          "reports/train/metrics.json", "reports/train/environment.json",
                           *(f"models/epochs/epoch_{e:03d}.pt" for e in range(1, EPOCHS + 1)),
                           *(f"reports/train/reconstructions/recon_epoch_{e}.png" for e in range(1, EPOCHS + 1))}
     assert files["models/model.pt"] == files[f"models/epochs/epoch_{EPOCHS:03d}.pt"]  # DVC stores it once

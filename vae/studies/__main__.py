@@ -11,7 +11,7 @@ from vae.errors import UserError
 from vae.studies.experiments import code_version, experiments, queue
 from vae.studies.report import RESULTS_DIR, latest, read_record, write_report
 from vae.studies.slurm import SlurmOptions, collect, submit
-from vae.studies.spec import load_study, write_params
+from vae.studies.spec import load_study, select, write_params
 
 log = logging.getLogger("vae")
 
@@ -19,11 +19,15 @@ log = logging.getLogger("vae")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae.studies", description=__doc__)
     actions = p.add_subparsers(dest="action", required=True)
-    actions.add_parser("queue", help="queue the study's runs that are not done as DVC experiments").add_argument(
-        "study", help="a file studies/NAME.yaml")
+    only = argparse.ArgumentParser(add_help=False)
+    only.add_argument("--runs", nargs="*", default=[], metavar="PATTERN",
+                      help="only the runs whose names match a shell pattern (variants-fashion-mnist-conv-*)")
+    actions.add_parser("queue", parents=[only], help="queue the study's runs that are not done as DVC experiments"
+                       ).add_argument("study", help="a file studies/NAME.yaml")
     actions.add_parser("report", help="add the finished runs to docs/results/NAME.csv, write NAME.md and .png"
                        ).add_argument("study")
-    slurm = actions.add_parser("slurm", help="submit the runs the git origin lacks as a SLURM job array")
+    slurm = actions.add_parser("slurm", parents=[only],
+                               help="submit the runs the git origin lacks as a SLURM job array")
     slurm.add_argument("study")
     defaults = SlurmOptions()
     slurm.add_argument("--partition", default=defaults.partition)
@@ -54,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "queue":
             record = latest(read_record(RESULTS_DIR / f"{study.name}.csv"))
             done = record[record["code"] == code_version()].to_dict("records") if len(record) else []
-            queued = queue(study, done)
+            only = select(study, args.runs)
+            queued = queue(study, done, only)
             log.info("%d of %d runs queued; start them with `dvc queue start`, follow with `dvc queue status`",
-                     len(queued), len(study.runs()))
+                     len(queued), len(only))
         elif args.action == "set-params":
             runs = {run.name: run for run in study.runs()}
             if args.run not in runs:
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                      time.perf_counter() - start)
         else:
             submit(study, SlurmOptions(args.partition, args.cpus, args.mem, args.time, args.workdir, args.remote,
-                                       args.cache, args.sbatch_args, bool(args.requeue)))
+                                       args.cache, args.sbatch_args, bool(args.requeue)), select(study, args.runs))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -107,8 +107,8 @@ def same_params(run: Run, params: dict[str, Any]) -> bool:
     return all(key in params and params[key] == value for key, value in run.overrides.items())
 
 
-def queue(study: Study, done_rows: list[dict[str, Any]]) -> list[Run]:
-    """Queue every run of ``study`` not done yet; return the queued runs.
+def queue(study: Study, done_rows: list[dict[str, Any]], only: set[str] | None = None) -> list[Run]:
+    """Queue every run of ``study`` not done yet (of those named in ``only``, if given); return the queued runs.
 
     ``done_rows``: rows of the study's CSV made with the current code (``code_version()``).
     """
@@ -116,6 +116,8 @@ def queue(study: Study, done_rows: list[dict[str, Any]]) -> list[Run]:
     recorded = {row["experiment"]: row for row in done_rows}
     queued = []
     for run in study.runs():
+        if only is not None and run.name not in only:
+            continue
         exp = at_head.get(run.name)
         if exp is not None:
             if not same_params(run, exp.params):

@@ -124,8 +124,9 @@ echo "[slurm] $NAME: pushed, $(date -u +%FT%TZ)"
 """
 
 
-def submit(study: Study, options: SlurmOptions) -> tuple[Path, str | None]:
-    """Write the job script and submit the runs the origin lacks; return the script and the job id.
+def submit(study: Study, options: SlurmOptions, only: set[str] | None = None) -> tuple[Path, str | None]:
+    """Write the job script and submit the runs the origin lacks (of those named in ``only``, if given);
+    return the script and the job id.
 
     Raises ``UserError`` (after writing and printing the script) where there is no ``sbatch``.
     """
@@ -146,9 +147,9 @@ def submit(study: Study, options: SlurmOptions) -> tuple[Path, str | None]:
         raise UserError(f"sbatch is not on the PATH (no SLURM here): nothing submitted; the job script above "
                         f"({script}) runs one task as `bash {script} INDEX`")
     done = pushed_runs(remote, commit)
-    missing = [i for i, run in enumerate(study.runs()) if run.name not in done]
-    log.info("%s: %d of %d runs are in the origin already", study.name, len(study.runs()) - len(missing),
-             len(study.runs()))
+    wanted = [(i, run) for i, run in enumerate(study.runs()) if only is None or run.name in only]
+    missing = [i for i, run in wanted if run.name not in done]
+    log.info("%s: %d of %d runs are in the origin already", study.name, len(wanted) - len(missing), len(wanted))
     if not missing:
         log.info("nothing to submit; `make collect` pulls the results")
         return script, None

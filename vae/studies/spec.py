@@ -19,6 +19,7 @@ Every run is one configuration on one dataset with one seed, named
 ``vae.params.validate`` before anything is queued, so a bad study fails in one line.
 """
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,19 @@ class Study:
                     {**self.params, **overrides, "dataset_name": dataset, "seed": seed})
                 for dataset in self.datasets for configuration, overrides in self.configurations.items()
                 for seed in self.seeds]
+
+
+def select(study: Study, patterns: list[str]) -> set[str]:
+    """The names of the study's runs that match any of the shell patterns (``variants-fashion-mnist-conv-*``):
+    a study run in parts. No patterns: every run. A pattern that matches no run is one ``UserError`` line."""
+    names = [run.name for run in study.runs()]
+    if not patterns:
+        return set(names)
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            raise UserError(f"no run of study {study.name} matches {pattern!r}; its runs are named like "
+                            f"{names[0]} (STUDY-DATASET-CONFIGURATION-sSEED)")
+    return {name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
 
 
 def format_value(value: Any) -> str:
