@@ -128,6 +128,40 @@ def test_summary_reports_means_intervals_and_the_missing_runs(tmp_path: Path) ->
     assert "| MNIST | beta-4 | 2 | 110.50 ± 0.71 |" in text
     d, lo, hi = welch_interval(np.array([110.0, 111.0]), np.array([100.0, 100.5, 99.5]))
     assert f"| MNIST | beta-4 | **{d:.2f} [{lo:.2f}, {hi:.2f}]** |" in text  # excludes zero: bold
+    assert "published" not in text
+
+
+def test_summary_sets_the_published_numbers_and_differences_beside_the_studys(tmp_path: Path) -> None:
+    studies = write_study(tmp_path, "datasets: [MNIST]\nseeds: [1, 2, 3]\nconfigurations:\n  notebook: {}\n"
+                                    "  beta-4: {beta: 4.0}\nbaseline: notebook\nmetrics: [loss]\npublished:\n"
+                                    "  source: A paper, Table 2\n  MNIST:\n    notebook: {loss: 99.0}\n"
+                                    "    beta-4: {loss: 109.0}\n")
+    study = load_study("bad", studies, REPO / "params.yaml")
+    runs = pd.DataFrame([row(f"bad-mnist-notebook-s{s}", "c1", v, "notebook", s) for s, v in ((1, 100.0), (2, 100.5),
+                                                                                              (3, 99.5))]
+                        + [row(f"bad-mnist-beta-4-s{s}", "c1", v, "beta-4", s) for s, v in ((1, 110.0), (2, 111.0),
+                                                                                            (3, 110.5))])
+    text = summary(study, runs, {})
+    assert "## Beside the published numbers: A paper, Table 2" in text
+    assert "| MNIST | notebook | loss | 3 | 100.00 ± 0.50 | 99 |  |  |  |" in text
+    d, lo, hi = welch_interval(np.array([110.0, 111.0, 110.5]), np.array([100.0, 100.5, 99.5]))
+    assert lo < 10.0 < hi  # so the paper's +10.00 lies inside
+    assert f"| MNIST | beta-4 | loss | 3 | 110.50 ± 0.50 | 109 | **{d:.2f} [{lo:.2f}, {hi:.2f}]** | +10.00 | yes |" \
+        in text
+
+
+@pytest.mark.parametrize("published, message", [
+    ("  MNIST:\n    notebook: {loss: 1.0}\n", "published needs a source"),
+    ("  source: P\n  CIFAR:\n    notebook: {loss: 1.0}\n", "published: 'CIFAR' is not one of the study's datasets"),
+    ("  source: P\n  MNIST:\n    beta: {loss: 1.0}\n", "published: MNIST: 'beta' is not one of the configurations"),
+    ("  source: P\n  MNIST:\n    notebook: {los: 1.0}\n", "published: MNIST: notebook: los: 1.0 must be a number "
+                                                           "for one of the study's metrics (loss)"),
+])
+def test_bad_published_numbers_are_refused_in_one_line(tmp_path: Path, published: str, message: str) -> None:
+    studies = write_study(tmp_path, GOOD + "metrics: [loss]\npublished:\n" + published)
+    with pytest.raises(UserError) as err:
+        load_study("bad", studies, REPO / "params.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_parse_exp_show_reads_names_states_params_and_every_metrics_file() -> None:

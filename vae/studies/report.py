@@ -171,8 +171,39 @@ def summary(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> str:
                         [[d, c, *(_interval(*paired_interval(p[a].to_numpy(), p[b].to_numpy()), _decimals(runs[b]))
                                   for a, b in pairs)]
                          for d, c, p in groups])
+    if study.published:
+        lines += _published(study, groups, places)
     lines += [f"![{study.name}: mean and standard deviation of each headline metric]({study.name}.png)", ""]
     return "\n".join(lines)
+
+
+def _published(study: Study, groups: list[tuple[str, str, pd.DataFrame]], places: dict[str, int]) -> list[str]:
+    """The study's numbers beside the published ones, and each difference to the baseline beside the paper's."""
+    base = {d: p for d, c, p in groups if c == study.baseline}
+    rows = []
+    for d, c, p in groups:
+        for metric, theirs in study.published.get(d, {}).get(c, {}).items():
+            if metric not in places:
+                continue
+            ours = p[metric]
+            row = [d, c, metric, str(len(p)), f"{_number(ours.mean(), places[metric])}"
+                   + (f" ± {_number(ours.std(ddof=1), places[metric])}" if len(p) > 1 else ""), f"{theirs:g}"]
+            paper_base = study.published.get(d, {}).get(study.baseline or "", {}).get(metric)
+            if c != study.baseline and d in base and paper_base is not None:
+                diff, lo, hi = welch_interval(ours.to_numpy(), base[d][metric].to_numpy())
+                paper_diff = theirs - paper_base
+                inside = "-" if math.isnan(lo) else ("yes" if lo <= paper_diff <= hi else "no")
+                row += [_interval(diff, lo, hi, places[metric]), f"{paper_diff:+.2f}", inside]
+            else:
+                row += ["", "", ""]
+            rows.append(row)
+    if not rows:
+        return []
+    return [f"## Beside the published numbers: {study.source}", "",
+            f"Differences are to `{study.baseline}`, here with their 95% Welch interval; the last column says "
+            "whether the published difference lies inside that interval.", "",
+            *_table(["dataset", "configuration", "metric", "n", "this study", "published",
+                     f"− {study.baseline}, this study", f"− {study.baseline}, published", "published inside"], rows)]
 
 
 def figure(study: Study, runs: pd.DataFrame) -> Figure:

@@ -12,6 +12,10 @@
     baseline: notebook                 # differences to it get a 95% interval (optional)
     metrics: [loss, fd_samples]        # the report's headline metrics (optional)
     compare: [[fd_samples_latent_density, fd_samples]]  # paired differences within a run (optional)
+    published:                         # numbers a paper reports, set beside the study's (optional)
+      source: Burda, Grosse & Salakhutdinov (ICLR 2016), Table 1
+      MNIST:                           # dataset: configuration: metric: value
+        notebook: {loss: 86.76}
 
 Every run is one configuration on one dataset with one seed, named
 ``STUDY-DATASET-CONFIGURATION-sSEED`` (``variants-mnist-beta-4-s2``). Each run's params
@@ -39,7 +43,7 @@ CONFIGURATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 PER_RUN_KEYS = ("dataset_name", "seed")
 DEFAULT_METRICS = ("loss", "iwae_log_likelihood_bound", "active_units", "fd_samples", "fd_samples_latent_density")
 _KEYS = {"description": str, "datasets": list, "seeds": list, "params": dict, "configurations": dict,
-         "baseline": str, "metrics": list, "compare": list}
+         "baseline": str, "metrics": list, "compare": list, "published": dict}
 _REQUIRED = ("datasets", "seeds", "configurations")
 
 
@@ -70,6 +74,8 @@ class Study:
     baseline: str | None
     metrics: tuple[str, ...]
     compare: tuple[tuple[str, str], ...]
+    published: dict[str, dict[str, dict[str, float]]]  # dataset -> configuration -> metric -> the paper's value
+    source: str  # where the published values come from
 
     def varied(self) -> list[str]:
         """The params some configuration sets, in the order the file first names them."""
@@ -175,6 +181,26 @@ def _check_lists(path: Path, raw: dict[str, Any]) -> None:
     for pair in raw.get("compare", []):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(m, str) for m in pair)):
             raise _fail(path, f"compare must list pairs of metric names like [a, b], got {pair!r}")
+    _check_published(path, raw)
+
+
+def _check_published(path: Path, raw: dict[str, Any]) -> None:
+    published = dict(raw.get("published", {}))
+    if published and not isinstance(published.pop("source", None), str):
+        raise _fail(path, "published needs a source: the paper and table its numbers come from")
+    metrics = raw.get("metrics", DEFAULT_METRICS)
+    for dataset, configurations in published.items():
+        if dataset not in raw["datasets"] or not isinstance(configurations, dict):
+            raise _fail(path, f"published: {dataset!r} is not one of the study's datasets "
+                              f"({', '.join(raw['datasets'])}) with configuration: {{metric: value}} under it")
+        for name, values in configurations.items():
+            if name not in raw["configurations"] or not isinstance(values, dict):
+                raise _fail(path, f"published: {dataset}: {name!r} is not one of the configurations "
+                                  f"({', '.join(raw['configurations'])}) with metric: value under it")
+            for metric, value in values.items():
+                if metric not in metrics or isinstance(value, bool) or not isinstance(value, int | float):
+                    raise _fail(path, f"published: {dataset}: {name}: {metric}: {value!r} must be a number "
+                                      f"for one of the study's metrics ({', '.join(metrics)})")
 
 
 def load_study(name: str, studies_dir: str | Path = STUDIES_DIR, params_file: str | Path = "params.yaml") -> Study:
@@ -186,7 +212,9 @@ def load_study(name: str, studies_dir: str | Path = STUDIES_DIR, params_file: st
                   datasets=tuple(raw["datasets"]), seeds=tuple(raw["seeds"]), params=dict(raw.get("params", {})),
                   configurations={n: dict(o or {}) for n, o in raw["configurations"].items()},
                   baseline=raw.get("baseline"), metrics=tuple(raw.get("metrics", DEFAULT_METRICS)),
-                  compare=tuple(tuple(pair) for pair in raw.get("compare", [])))
+                  compare=tuple(tuple(pair) for pair in raw.get("compare", [])),
+                  published={d: v for d, v in raw.get("published", {}).items() if d != "source"},
+                  source=str(raw.get("published", {}).get("source", "")))
     for run in study.runs():
         validate({**base, **run.overrides},
                  source=f"{path} (configuration {run.configuration!r}, {run.dataset}, seed {run.seed})")
