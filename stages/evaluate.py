@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> None:
     metrics, per_dim = evaluate(model, to_tensor(train_images, device), train_labels, test_x, test_y,
                                 params.iwae_k, params.seed)
     metrics |= sample_quality(model, load_classifier(args.classifier, device), test_x, test_y, params.seed,
-                              density=load_latent_density(args.latent_density))
+                              params.fd_images, density=load_latent_density(args.latent_density))
     write_json(args.metrics, metrics)
     write_csv(args.kl_per_dim, per_dim)
     nll = f" (binarized test NLL {metrics['binarized_test_nll']:.2f})" if "binarized_test_nll" in metrics else ""

@@ -96,7 +96,7 @@ def test_samples_from_the_density_score_better_than_the_prior_s(mnist_test_set) 
     classifier = train_classifier(train, y[:5000], epochs=1, batch_size=100, lr=2e-3, seed=0,
                                   progress=False)
     density = fit_latent_density(codes, components=10, seed=0)
-    m = sample_quality(model, classifier, held_out, y[5000:], seed=0, n_samples=1000, density=density)
+    m = sample_quality(model, classifier, held_out, y[5000:], seed=0, n_images=1000, density=density)
     gap = m["fd_samples"] - m["fd_reconstructions"]  # what better samples could win at most
     assert gap > 50 and m["fd_samples_latent_density"] < m["fd_samples"] - 0.5 * gap, m
     assert m["sample_class_entropy_latent_density"] > m["sample_class_entropy"], m

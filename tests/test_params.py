@@ -57,6 +57,8 @@ def test_ints_are_accepted_for_floats(raw):
     ("n_samples", -64, "an integer > 0"),
     ("iwae_k", 0, "an integer > 0"),
     ("iwae_k", -1, "an integer > 0"),
+    ("fd_images", 99, "an integer in [100, 10000] (images on each side of a Frechet distance)"),
+    ("fd_images", 10001, "an integer in [100, 10000]"),
     ("lr", 0, "a finite number > 0"),
     ("lr", -0.001, "a finite number > 0"),
     ("lr", float("inf"), "a finite number > 0"),

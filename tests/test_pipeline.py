@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 STAGES = ["check-params", "download", "split", "classifier", "train", "latent-density", "evaluate", "sample",
           "embed-latents", "plot"]
 AFTER_TRAIN = ["check-params", "train", "latent-density", "evaluate", "sample", "embed-latents", "plot"]
-SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "tsne_subset": 300, "tsne_perplexity": 10,
-         "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
+SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, "tsne_subset": 300,
+         "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
 
 
 def data_source_reason() -> str | None:

@@ -81,9 +81,20 @@ def test_sample_quality_reports_every_number() -> None:
     vae, classifier = VAE(hidden_dim=16, latent_dim=2).eval(), Classifier().eval()
     x = torch.rand(300, 784, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (300,), generator=torch.Generator().manual_seed(2))
-    metrics = sample_quality(vae, classifier, x, y.numpy(), seed=0, n_samples=300)
+    metrics = sample_quality(vae, classifier, x, y.numpy(), seed=0, n_images=300)
     assert set(metrics) == {"fd_samples", "fd_reconstructions", "sample_class_entropy", "reconstruction_accuracy"}
     assert metrics["fd_samples"] > 0 and metrics["fd_reconstructions"] > 0
     assert 0 <= metrics["sample_class_entropy"] <= np.log(10) + 1e-9
     assert 0 <= metrics["reconstruction_accuracy"] <= 1
-    assert sample_quality(vae, classifier, x, y.numpy(), seed=0, n_samples=300) == metrics
+    assert sample_quality(vae, classifier, x, y.numpy(), seed=0, n_images=300) == metrics
+
+
+def test_sample_quality_uses_n_images_on_each_side() -> None:
+    torch.manual_seed(0)
+    vae, classifier = VAE(hidden_dim=16, latent_dim=2).eval(), Classifier().eval()
+    x = torch.rand(300, 784, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 10, (300,), generator=torch.Generator().manual_seed(2)).numpy()
+    first = sample_quality(vae, classifier, x[:100], y[:100], seed=0, n_images=100)
+    assert sample_quality(vae, classifier, x, y, seed=0, n_images=100) == first  # the first 100 test images
+    assert sample_quality(vae, classifier, x, y, seed=0, n_images=300)["fd_reconstructions"] != \
+        first["fd_reconstructions"]

@@ -20,7 +20,7 @@ import pytest
 from tests.test_pipeline import data_source_reason, git_files, run
 from vae.errors import UserError
 from vae.studies.slurm import FIRST_ATTEMPT_FAULT_ENV, SlurmOptions, submit
-from vae.studies.spec import load_study
+from vae.studies.spec import load_study, write_params
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
@@ -128,6 +128,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(root, "git", "init", "-q", "--bare", "--initial-branch=main", str(root / "origin.git"))
     run(repo, "git", "init", "-q")
     run(repo, "dvc", "remote", "add", "-d", "store", str(root / "dvc-store"))
+    # the data and the classifier every run shares, made once and pushed: each task `dvc pull`s them
+    write_params(repo / "params.yaml", load_study("smoke", repo / "studies", repo / "params.yaml").params)
+    run(repo, "dvc", "repro", "classifier")
+    run(repo, "dvc", "push")
     run(repo, "git", "add", "-A")
     run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
     run(repo, "git", "remote", "add", "origin", str(root / "origin.git"))
@@ -158,6 +162,7 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
                f"task {job}_{index} after its requeue")
     text = log.read_text()
     assert task_states(job, cluster)[index] == "COMPLETED", text
+    assert "Running stage 'train'" in text and "Running stage 'classifier'" not in text, text  # pulled, not redone
     assert "attempt 1" in text and "resuming from models/train_state.pt (epoch 1" in text, text
 
     collector = project.parent / "collector"
@@ -173,6 +178,7 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     resumed = dvc.api.read("models/model.pt", repo=str(collector), rev=KILLED, mode="rb")
     reference = project.parent / "reference"
     run(project.parent, "git", "clone", "-q", str(project.parent / "origin.git"), str(reference))
+    run(reference, "dvc", "pull", "--with-deps", "classifier")  # the shared data and classifier; it trains here
     study_run = next(r for r in load_study("smoke", reference / "studies", reference / "params.yaml").runs()
                      if r.name == KILLED)
     run(reference, "dvc", "exp", "run", "-n", "uninterrupted", *study_run.set_params(), "evaluate",

@@ -40,7 +40,9 @@ IWAE_CHUNK = 100  # importance samples per image drawn and decoded at once
 # activations at hidden_dim 512), whatever K is. Both sizes fix the order in
 # which noise is drawn, so they are constants, like ``EVAL_BATCH``, not knobs.
 
-FD_IMAGES = 10_000  # images on each side of a Frechet distance: prior samples, test set, train split's first
+# Images on each side of a Frechet distance: prior samples and the test set (params.yaml's
+# fd_images, fewer for quick runs), or the classifier stage's train-split images and the test set.
+FD_IMAGES = 10_000
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E_q[u]) > 0.01
 KNN_NEIGHBORS = 5
 PROBE_MAX_ITER = 1000
@@ -184,7 +186,7 @@ def class_entropy(logits: torch.Tensor) -> float:
 
 @torch.no_grad()
 def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray,
-                   seed: int, n_samples: int = FD_IMAGES, density: LatentDensity | None = None) -> dict[str, float]:
+                   seed: int, n_images: int = FD_IMAGES, density: LatentDensity | None = None) -> dict[str, float]:
     """Sample and reconstruction quality through the classifier's penultimate-layer features.
 
     ``fd_samples``: Frechet distance between ``n_samples`` prior samples (decoder means,
@@ -194,9 +196,14 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     the classifier's accuracy on the reconstructions (does the VAE keep the class?).
     With an ex-post ``density``, ``fd_samples_latent_density`` and
     ``sample_class_entropy_latent_density``: the same two numbers for as many samples drawn from it.
+
+    ``n_images`` on each side of every distance: as many samples, and the first ``n_images`` test
+    images and their reconstructions (the default is the whole test set; fewer make a quick run
+    quicker, but a Frechet distance grows as n shrinks, so compare distances at equal n only).
     """
+    test_x, test_y = test_x[:n_images], test_y[:n_images]
     real, _ = features_and_logits(classifier, test_x)
-    samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_samples, seed))
+    samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_images, seed))
     recon_features, recon_logits = features_and_logits(classifier, reconstructions(model, test_x))
     labels = torch.as_tensor(_numpy(test_y).astype(np.int64), device=recon_logits.device)
     metrics = {"fd_samples": frechet_distance(samples, real),
@@ -204,7 +211,7 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
                "sample_class_entropy": class_entropy(sample_logits),
                "reconstruction_accuracy": float((recon_logits.argmax(1) == labels).double().mean())}
     if density is not None:
-        features, logits = features_and_logits(classifier, latent_density_samples(model, density, n_samples, seed))
+        features, logits = features_and_logits(classifier, latent_density_samples(model, density, n_images, seed))
         metrics |= {"fd_samples_latent_density": frechet_distance(features, real),
                     "sample_class_entropy_latent_density": class_entropy(logits)}
     return metrics

@@ -40,6 +40,7 @@ class Params:
     n_samples: int
     latent_density_components: int
     iwae_k: int
+    fd_images: int
     tsne_subset: int
     tsne_perplexity: float
     classifier_epochs: int
@@ -96,6 +97,8 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "n_samples": (int, _positive, "an integer > 0"),
     "latent_density_components": (int, _positive, "an integer > 0"),
     "iwae_k": (int, _positive, "an integer > 0"),
+    "fd_images": (int, lambda v: 100 <= v <= TEST_SET_SIZE,
+                  f"an integer in [100, {TEST_SET_SIZE}] (images on each side of a Frechet distance)"),
     "tsne_subset": (int, lambda v: 0 < v <= TEST_SET_SIZE,
                     f"an integer in [1, {TEST_SET_SIZE}] (the test set has {TEST_SET_SIZE} images)"),
     "tsne_perplexity": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
