@@ -95,11 +95,14 @@ def select(study: Study, patterns: list[str]) -> set[str]:
     names = [run.name for run in study.runs()]
     if not patterns:
         return set(names)
+    selected: set[str] = set()
     for pattern in patterns:
-        if not fnmatch.filter(names, pattern):
+        matches = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not matches:
             raise UserError(f"no run of study {study.name} matches {pattern!r}; its runs are named like "
                             f"{names[0]} (STUDY-DATASET-CONFIGURATION-sSEED)")
-    return {name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
+        selected.update(matches)
+    return selected
 
 
 def format_value(value: Any) -> str:
@@ -184,9 +187,15 @@ def _check_lists(path: Path, raw: dict[str, Any]) -> None:
     _check_published(path, raw)
 
 
-def _check_published(path: Path, raw: dict[str, Any]) -> None:
+def _published(raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A study file's ``published:`` split into its source and its dataset: configuration: metric: value."""
     published = dict(raw.get("published", {}))
-    if published and not isinstance(published.pop("source", None), str):
+    return published.pop("source", None), published
+
+
+def _check_published(path: Path, raw: dict[str, Any]) -> None:
+    source, published = _published(raw)
+    if raw.get("published") and not isinstance(source, str):
         raise _fail(path, "published needs a source: the paper and table its numbers come from")
     metrics = raw.get("metrics", DEFAULT_METRICS)
     for dataset, configurations in published.items():
@@ -208,13 +217,13 @@ def load_study(name: str, studies_dir: str | Path = STUDIES_DIR, params_file: st
     path, raw = _read(name, Path(studies_dir))
     _check_lists(path, raw)
     base = yaml.safe_load(Path(params_file).read_text())
+    source, published = _published(raw)
     study = Study(name=name, path=path, description=str(raw.get("description", "")).strip(),
                   datasets=tuple(raw["datasets"]), seeds=tuple(raw["seeds"]), params=dict(raw.get("params", {})),
                   configurations={n: dict(o or {}) for n, o in raw["configurations"].items()},
                   baseline=raw.get("baseline"), metrics=tuple(raw.get("metrics", DEFAULT_METRICS)),
                   compare=tuple(tuple(pair) for pair in raw.get("compare", [])),
-                  published={d: v for d, v in raw.get("published", {}).items() if d != "source"},
-                  source=str(raw.get("published", {}).get("source", "")))
+                  published=published, source=source or "")
     for run in study.runs():
         validate({**base, **run.overrides},
                  source=f"{path} (configuration {run.configuration!r}, {run.dataset}, seed {run.seed})")
