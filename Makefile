@@ -80,5 +80,5 @@ collect: setup
 # queued as the experiment paper-mnist-vae-k1-s42 and run in the background (about 2 h on
 # 2 cores); `make report STUDY=paper` then writes docs/results/paper.{csv,md}.
 paper: setup
-	$(MAKE) study STUDY=paper JOBS=2 THREADS=1
+	$(MAKE) study STUDY=paper JOBS=1 THREADS=2
 
