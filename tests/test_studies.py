@@ -150,6 +150,18 @@ def test_summary_sets_the_published_numbers_and_differences_beside_the_studys(tm
         in text
 
 
+def test_without_a_baseline_the_published_numbers_get_the_studys_difference_to_them(tmp_path: Path) -> None:
+    studies = write_study(tmp_path, "datasets: [MNIST]\nseeds: [1]\nconfigurations:\n  notebook: {}\n"
+                                    "metrics: [loss]\npublished:\n  source: A paper, Table 2\n  MNIST:\n"
+                                    "    notebook: {loss: 99.0}\n")
+    study = load_study("bad", studies, REPO / "params.yaml")
+    text = summary(study, pd.DataFrame([row("bad-mnist-notebook-s1", "c1", 100.25, "notebook", 1)]), {})
+    assert "**1 run** of 1 planned; none missing." in text
+    assert "| dataset | configuration | metric | n | this study | published | this study − published |" in text
+    assert "| MNIST | notebook | loss | 1 | 100.25 | 99 | +1.25 |" in text
+    assert "None" not in text
+
+
 @pytest.mark.parametrize("published, message", [
     ("  MNIST:\n    notebook: {loss: 1.0}\n", "published needs a source"),
     ("  source: P\n  CIFAR:\n    notebook: {loss: 1.0}\n", "published: 'CIFAR' is not one of the study's datasets"),
