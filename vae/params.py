@@ -82,6 +82,8 @@ def _device(value: str) -> bool:
 
 
 # key -> (type, check, what is allowed)
+# PyTorch's CPU generator keeps a seed's low 32 bits: 2**32 would repeat seed 0's draws.
+_SEED: tuple[type, Callable[[Any], bool], str] = (int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "dataset_name": (str, lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
     "batch_size": (int, _positive, "an integer > 0"),
@@ -89,9 +91,8 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "num_epochs": (int, _positive, "an integer > 0"),
     "latent_dim": (int, _positive, "an integer > 0"),
     "hidden_dim": (int, _positive, "an integer > 0"),
-    # PyTorch's CPU generator keeps a seed's low 32 bits: 2**32 would repeat seed 0's draws.
-    "seed": (int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    "data_seed": (int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    "seed": _SEED,
+    "data_seed": _SEED,
     "val_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
     "train_subset": (int, lambda v: v >= 0, "an integer >= 0 (0 keeps the whole training split)"),
     "device": (str, _device, "auto, cpu, cuda, cuda:N or mps"),
