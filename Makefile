@@ -9,14 +9,14 @@ BIN := $(abspath $(VENV))/bin
 # dvc runs each stage's `python -m stages.<name>` with this venv's python.
 RUN := env PATH="$(BIN):$$PATH"
 
-.PHONY: setup pipeline test lint bench paper study report slurm collect samples-figure
+.PHONY: setup pipeline test check lint bench paper study report slurm collect samples-figure
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
-	$(RUN) python -m vae.plots_page
+	$(RUN) python -m vae.runtime.plots_page
 	touch $@
 
 setup: $(VENV)/.installed
@@ -24,8 +24,14 @@ setup: $(VENV)/.installed
 pipeline: setup
 	$(RUN) dvc repro
 
+# Everything, as CI runs it.
 test: setup
 	$(RUN) python -m pytest tests
+
+# The edit-test loop: ruff and every test that runs no stage, DVC or SLURM as a subprocess.
+check: setup
+	$(RUN) ruff check .
+	$(RUN) python -m pytest tests -m "not e2e"
 
 lint: setup
 	$(RUN) ruff check .
@@ -53,7 +59,7 @@ report: setup
 # docs/samples.png: an experiment's prior samples beside its latent-density samples.
 SAMPLES_REV ?= variants-mnist-notebook-s1
 samples-figure: setup
-	$(RUN) python -m vae.figures --rev $(SAMPLES_REV) --out docs/samples.png
+	$(RUN) python -m vae.studies.samples_figure --rev $(SAMPLES_REV) --out docs/samples.png
 
 # The same study as a SLURM job array (docs/clusters.md): one task per run that the git
 # origin lacks, each in its own clone under SLURM_WORKDIR (on a filesystem the nodes share),

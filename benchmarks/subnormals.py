@@ -5,27 +5,26 @@ Run from the repository root after `dvc repro split`::
     python -m benchmarks.subnormals [--epochs 10] [-S key=value ...]
 
 Trains params.yaml's model (with ``-S`` overrides, checked like params.yaml) twice from the
-same seed with the train stage's own loop (its learning rate is the schedule's first), once
-with subnormals kept (IEEE gradual underflow) and once flushed to zero (what every stage
-does, ``vae.cli.flush_subnormals``), and prints per epoch: both epochs' times, and after the
-unflushed epoch the number of subnormal values in every tensor that holds any (weights,
-their gradients, Adam's two moments, and each layer's output on the first training batch).
+same seed with the train stage's own loop and settings (its learning rate is the schedule's
+first), once with subnormals kept (IEEE gradual underflow) and once flushed to zero (what every
+stage does, ``vae.runtime.machine.flush_subnormals``), and prints per epoch: both epochs' times,
+and after the unflushed epoch the number of subnormal values in every tensor that holds any
+(weights, their gradients, Adam's two moments, and each layer's output on the first training batch).
 At the end: whether the two runs' weights are bit for bit equal.
 """
 
 import argparse
 import time
 from collections import Counter
-from pathlib import Path
 
 import torch
 import yaml
 
-from vae.cli import flush_subnormals
 from vae.data.split import load_split, to_tensor
 from vae.params import validate
-from vae.pipeline import read_stage
-from vae.training import Schedule, TrainState, logit_of_mean, train_epoch
+from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
+from vae.runtime.machine import flush_subnormals
+from vae.training import TrainingSettings, TrainState, logit_of_mean, train_epoch
 
 TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32, 1.18e-38
 
@@ -58,25 +57,23 @@ def main() -> None:
     parser.add_argument("-S", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a param to change, as `dvc exp run -S` takes it (e.g. -S architecture=conv)")
     args = parser.parse_args()
-    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw = yaml.safe_load(PARAMS_FILE.read_text())
     for override in args.overrides:
         key, _, value = override.partition("=")
         raw[key] = yaml.safe_load(value)
-    p = validate(raw, "params.yaml with " + (" ".join(args.overrides) or "no overrides"))
+    p = validate(raw, f"{PARAMS_FILE} with " + (" ".join(args.overrides) or "no overrides"))
+    settings = TrainingSettings.from_params(p)
     train_npz = next(d for d in read_stage("train").deps if d.endswith("/train.npz"))
     x = to_tensor(load_split(train_npz)[0])
     bias = logit_of_mean(x) if p.output_bias_init == "train_mean" else None
-    runs = {flush: TrainState.new(p.model_config(), p.lr, p.seed, torch.device("cpu"), p.adam_eps, bias)
-            for flush in (False, True)}
-    schedule = Schedule(p.lr, p.lr_schedule, p.lr_schedule_epochs, p.beta, p.kl_warmup_epochs, p.objective,
-                        p.train_samples)
+    runs = {flush: TrainState.new(p.model_config(), settings, torch.device("cpu"), bias) for flush in (False, True)}
     print(f"{torch.get_num_threads()} threads; {p.model_config()}, batch {p.batch_size}, {len(x)} images")
     for epoch in range(1, args.epochs + 1):
         seconds = {}
         for flush, state in runs.items():
             flush_subnormals(flush)
             start = time.perf_counter()
-            train_epoch(state, x, p.batch_size, epoch, progress=False, schedule=schedule)
+            train_epoch(state, x, epoch, settings, progress=False)
             seconds[flush] = time.perf_counter() - start
         flush_subnormals(False)
         counts = census(runs[False], x[:p.batch_size])

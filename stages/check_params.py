@@ -4,12 +4,13 @@ DVC runs this stage first whenever params.yaml changes, even when no stage that 
 the changed key would rerun. It writes nothing.
 """
 
-from vae.cli import run_stage
-from vae.params import load_params
+import argparse
+
+from vae.runtime.cli import run_stage, stage_params
 
 
-def main(args: object) -> None:
-    load_params()
+def main(args: argparse.Namespace) -> None:
+    stage_params()
 
 
 if __name__ == "__main__":

@@ -11,26 +11,28 @@ import logging
 import torch
 
 from vae.classifier import accuracy, features_and_logits, save_classifier, train_classifier
-from vae.cli import run_stage
-from vae.data.split import load_split, to_tensor
-from vae.io import write_json
+from vae.data.split import load_images
+from vae.io import staged, write_json
 from vae.metrics import FD_IMAGES, frechet_distance
-from vae.params import load_params, resolve_device
+from vae.params import resolve_device
+from vae.runtime import interrupt
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params = load_params()
+    params = stage_params()
     device = resolve_device(params.device)
     (train_x, train_y), (test_x, test_y) = (
-        (to_tensor(images, device), torch.as_tensor(labels, dtype=torch.int64, device=device))
-        for images, labels in (load_split(args.train), load_split(args.test)))
+        (images, torch.as_tensor(labels, dtype=torch.int64, device=device))
+        for images, labels in (load_images(args.train, device), load_images(args.test, device)))
     model = train_classifier(train_x, train_y, params.classifier_epochs, params.classifier_batch_size,
-                             params.classifier_lr, params.data_seed)
+                             params.classifier_lr, params.data_seed, on_batch=interrupt.check)
     metrics = {"classifier_test_accuracy": accuracy(model, test_x, test_y),
                "fd_real_data_floor": frechet_distance(features_and_logits(model, train_x[:FD_IMAGES])[0],
                                                       features_and_logits(model, test_x)[0])}
-    save_classifier(args.model, model)
-    write_json(args.metrics, metrics)
+    with staged(args.model, args.metrics) as (model_path, metrics_path):
+        save_classifier(model_path, model)
+        write_json(metrics_path, metrics)
     logging.getLogger("vae").info("test accuracy %.4f, FD floor %.3f; wrote %s and %s",
                                   metrics["classifier_test_accuracy"], metrics["fd_real_data_floor"],
                                   args.model, args.metrics)

@@ -2,14 +2,13 @@
 
 import argparse
 
-from vae.cli import run_stage
 from vae.data.datasets import DATASETS
 from vae.data.download import download_dataset, mirror_from_env
-from vae.params import load_params
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params = load_params()
+    params = stage_params()
     download_dataset(DATASETS[params.dataset_name], args.out, mirror_from_env())
 
 

@@ -7,22 +7,27 @@ and latent_tsne when latent_dim > 2).
 import argparse
 import logging
 
-from vae.cli import model_and_split, run_stage
 from vae.data.datasets import DATASETS
-from vae.io import fresh_dir, write_csv
+from vae.data.split import load_images
+from vae.io import staged, write_csv
 from vae.latents import latent_table, projections
-from vae.model import encode
+from vae.model import encode, load_model
+from vae.params import resolve_device
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params, _, model, x, labels = model_and_split(args.model, args.test)
+    params = stage_params()
+    device = resolve_device(params.device)
+    model = load_model(args.model, device)
+    x, labels = load_images(args.test, device)
     mu, logvar = encode(model, x)
     table = latent_table(mu.cpu().numpy(), logvar.cpu().numpy(), labels, DATASETS[params.dataset_name].classes)
-    write_csv(args.table, table)
-    out = fresh_dir(args.projections)
-    for name, points in projections(table, params.tsne_subset, params.tsne_perplexity, params.seed).items():
-        write_csv(out / f"{name}.csv", points)
-        logging.getLogger("vae").info("wrote %s (%d points)", out / f"{name}.csv", len(points))
+    with staged(args.table, args.projections) as (table_path, out):
+        write_csv(table_path, table)
+        for name, points in projections(table, params.tsne_subset, params.tsne_perplexity, params.seed).items():
+            write_csv(out / f"{name}.csv", points)
+            logging.getLogger("vae").info("%s: %d points", f"{args.projections}/{name}.csv", len(points))
 
 
 if __name__ == "__main__":

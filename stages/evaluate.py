@@ -12,23 +12,29 @@ import argparse
 import logging
 
 from vae.classifier import load_classifier
-from vae.cli import model_and_split, run_stage
-from vae.data.split import load_split, to_tensor
-from vae.io import write_csv, write_json
+from vae.data.split import load_images
+from vae.io import staged, write_csv, write_json
 from vae.latent_density import load_latent_density
 from vae.metrics import evaluate, sample_quality
+from vae.model import load_model
+from vae.params import resolve_device
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params, device, model, test_x, test_y = model_and_split(args.model, args.test)
-    train_images, train_labels = load_split(args.train)
-    metrics, per_dim = evaluate(model, to_tensor(train_images, device), train_labels, test_x, test_y,
-                                params.iwae_k, params.seed)
+    params = stage_params()
+    device = resolve_device(params.device)
+    model = load_model(args.model, device)
+    test_x, test_y = load_images(args.test, device)
+    train_x, train_y = load_images(args.train, device)
+    metrics, per_dim = evaluate(model, train_x, train_y, test_x, test_y, params.iwae_k, params.seed)
     metrics |= sample_quality(model, load_classifier(args.classifier, device), test_x, test_y, params.seed,
                               params.fd_images, density=load_latent_density(args.latent_density))
-    write_json(args.metrics, metrics)
-    write_csv(args.kl_per_dim, per_dim)
-    nll = f" (binarized test NLL {metrics['binarized_test_nll']:.2f})" if "binarized_test_nll" in metrics else ""
+    with staged(args.metrics, args.kl_per_dim) as (metrics_path, kl_path):
+        write_json(metrics_path, metrics)
+        write_csv(kl_path, per_dim)
+    nll_metric = model.likelihood.test_nll_metric
+    nll = f" ({nll_metric.replace('_', ' ')} {metrics[nll_metric]:.2f})" if nll_metric else ""
     logging.getLogger("vae").info(
         "test loss %.2f, IWAE bound (K=%d) %.2f%s, %d active units, FD of samples %.2f (prior) and %.2f "
         "(latent density); wrote %s and %s", metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], nll,

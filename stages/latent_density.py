@@ -3,13 +3,18 @@
 import argparse
 import logging
 
-from vae.cli import model_and_split, run_stage
+from vae.data.split import load_images
 from vae.latent_density import fit_latent_density, save_latent_density
-from vae.model import encode
+from vae.model import encode, load_model
+from vae.params import resolve_device
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params, _, model, train_x, _ = model_and_split(args.model, args.train)
+    params = stage_params()
+    device = resolve_device(params.device)
+    model = load_model(args.model, device)
+    train_x, _ = load_images(args.train, device)
     density = fit_latent_density(encode(model, train_x)[0], params.latent_density_components, params.seed)
     save_latent_density(args.out, density)
     logging.getLogger("vae").info("fit %d Gaussians to %d codes of %d dimensions; wrote %s",

@@ -9,9 +9,9 @@ import logging
 
 import pandas as pd
 
-from vae.cli import run_stage
 from vae.figures import latent_scatter, loss_curve
-from vae.io import fresh_dir
+from vae.io import staged
+from vae.runtime.cli import run_stage
 
 TITLES = {
     "latent_2d": ("Latent space (mu) - 2D", ("z1", "z2")),
@@ -21,13 +21,12 @@ TITLES = {
 
 
 def main(args: argparse.Namespace) -> None:
-    out = fresh_dir(args.out)
-    loss_curve(out / "loss_curve.png", pd.read_csv(args.history))
-    for path in sorted(args.projections.glob("*.csv")):
-        points = pd.read_csv(path)
-        title, axes = TITLES[path.stem]
-        latent_scatter(out / f"{path.stem}.png", points, title, axes)
-    logging.getLogger("vae").info("wrote %s", ", ".join(sorted(p.name for p in out.glob("*.png"))))
+    with staged(args.out) as (out,):
+        loss_curve(out / "loss_curve.png", pd.read_csv(args.history))
+        for path in sorted(args.projections.glob("*.csv")):
+            title, axes = TITLES[path.stem]
+            latent_scatter(out / f"{path.stem}.png", pd.read_csv(path), title, axes)
+    logging.getLogger("vae").info("wrote %s", ", ".join(sorted(p.name for p in args.out.glob("*.png"))))
 
 
 if __name__ == "__main__":

@@ -12,16 +12,20 @@ informative, by KL, first).
 import argparse
 import logging
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from vae.cli import model_and_split, run_stage
+from vae.data.split import load_images
 from vae.figures import reconstruction_grid, save_grid
 from vae.generate import interpolations, latent_density_samples, manifold, pick_pairs, prior_samples, traversals
-from vae.io import fresh_dir
-from vae.latent_density import load_latent_density
+from vae.io import staged
+from vae.latent_density import LatentDensity, load_latent_density
 from vae.metrics import mean_kl_per_dimension
-from vae.model import encode
+from vae.model import VAE, encode, load_model
+from vae.params import Params, resolve_device
+from vae.runtime.cli import run_stage, stage_params
 
 STEPS = 10  # decoded points per interpolation row
 MANIFOLD_SIZE = 20  # the 2-D manifold is a 20 x 20 grid
@@ -29,11 +33,19 @@ RECONSTRUCTED = 16  # test images shown in reconstructions.png
 
 
 def main(args: argparse.Namespace) -> None:
-    params, _, model, x, labels = model_and_split(args.model, args.test)
-    out = fresh_dir(args.out)
+    params = stage_params()
+    device = resolve_device(params.device)
+    model = load_model(args.model, device)
+    x, labels = load_images(args.test, device)
+    with staged(args.out) as (out,):
+        draw_images(out, params, model, x, labels, load_latent_density(args.latent_density))
+    logging.getLogger("vae").info("wrote %s", ", ".join(sorted(p.name for p in args.out.glob("*.png"))))
+
+
+def draw_images(out: Path, params: Params, model: VAE, x: torch.Tensor, labels: np.ndarray,
+                density: LatentDensity) -> None:
     nrow = math.ceil(math.sqrt(params.n_samples))
     save_grid(out / "prior_samples.png", prior_samples(model, params.n_samples, params.seed), nrow=nrow)
-    density = load_latent_density(args.latent_density)
     save_grid(out / "latent_density_samples.png", latent_density_samples(model, density, params.n_samples, params.seed),
               nrow=nrow)
     reconstruction_grid(out / "reconstructions.png", model, x[:RECONSTRUCTED], params.seed)
@@ -44,7 +56,6 @@ def main(args: argparse.Namespace) -> None:
     else:
         dims = torch.argsort(mean_kl_per_dimension(*encode(model, x)), descending=True).tolist()
         save_grid(out / "traversals.png", traversals(model, x[0], dims), nrow=11)
-    logging.getLogger("vae").info("wrote %s", ", ".join(sorted(p.name for p in out.glob("*.png"))))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
-"""split: the seeded train/validation split plus the test set, as pickle-free train/val/test.npz."""
+"""split: the seeded train/validation split plus the test set, as pickle-free train/val/test.npz.
+
+The three files are written into a folder beside the output and moved into place together.
+"""
 
 import argparse
 import logging
 
-from vae.cli import run_stage
 from vae.data.split import make_splits
-from vae.params import load_params
+from vae.io import staged
+from vae.runtime.cli import run_stage, stage_params
 
 
 def main(args: argparse.Namespace) -> None:
-    params = load_params()
-    sizes = make_splits(args.raw, args.out, params.val_fraction, params.data_seed, params.train_subset)
+    params = stage_params()
+    with staged(args.out) as (out,):
+        sizes = make_splits(args.raw, out, params.val_fraction, params.data_seed, params.train_subset)
     logging.getLogger("vae").info("wrote %s", ", ".join(f"{k}: {v} images" for k, v in sizes.items()))
 
 

@@ -8,13 +8,15 @@ full training state to resume from. At the end, the model is the last epoch's we
 import argparse
 import logging
 
-from vae.checkpoint import TrainingRecord, run_key
-from vae.cli import environment, run_stage
-from vae.data.split import load_split, to_tensor
+from vae.data.split import load_images
 from vae.io import write_json
-from vae.model import fixed_binarization
-from vae.params import load_params, resolve_device
-from vae.training import Schedule, TrainState, fit, logit_of_mean
+from vae.params import resolve_device
+from vae.runtime import interrupt
+from vae.runtime.cli import run_stage, stage_params
+from vae.runtime.machine import environment, missing_bf16_feature
+from vae.runtime.record import TrainingRecord
+from vae.runtime.run_key import run_key
+from vae.training import TrainingSettings, TrainState, fit, logit_of_mean
 
 RECON_IMAGES = 64  # first validation images shown in each epoch's reconstruction grid
 
@@ -22,32 +24,32 @@ log = logging.getLogger("vae")
 
 
 def main(args: argparse.Namespace) -> None:
-    params = load_params()
+    params = stage_params()
+    settings = TrainingSettings.from_params(params)
     device = resolve_device(params.device)
-    train_x = to_tensor(load_split(args.train)[0], device)
-    val_x = to_tensor(load_split(args.val)[0], device)
+    train_x, _ = load_images(args.train, device)
+    val_x, _ = load_images(args.val, device)
     log.info("read %d train and %d validation images; training on %s", len(train_x), len(val_x), device)
+    if settings.precision == "bf16-mixed" and device.type == "cpu" and (missing := missing_bf16_feature()):
+        log.warning("warning: this CPU lacks %s, so bf16-mixed emulates bfloat16 and trains slower than 32-true",
+                    missing)
 
     key = run_key("train", params, device)
     record = TrainingRecord(args.model, args.epochs, args.state, args.reconstructions, args.history, args.metrics,
                             params.save_every)
     output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
-    state = TrainState.new(params.model_config(), params.lr, params.seed, device, params.adam_eps, output_bias)
-    saved = record.resume(key, params.num_epochs)
+    state = TrainState.new(params.model_config(), settings, device, output_bias=output_bias)
+    saved = record.resume(key, settings.num_epochs)
     if saved is not None:
         state.load_dict(saved)
 
-    if params.likelihood == "binarized":  # validated on one fixed draw; trained on a new draw every batch
-        val_x = fixed_binarization(val_x)
+    val_x = state.model.likelihood.held_out(val_x)  # e.g. one fixed binarization, scored every epoch
     shown = val_x[:RECON_IMAGES]
-    schedule = Schedule(params.lr, params.lr_schedule, params.lr_schedule_epochs, params.beta,
-                        params.kl_warmup_epochs, params.objective, params.train_samples)
-    fit(state, train_x, val_x, params.batch_size, params.num_epochs, params.seed,
-        on_epoch=lambda s: record.save_epoch(s, key, params.num_epochs, shown, params.seed),
-        schedule=schedule)
-    record.finish(state, params.num_epochs, shown, params.seed)
+    fit(state, train_x, val_x, settings, on_batch=interrupt.check,
+        on_epoch=lambda s: record.save_epoch(s, key, settings.num_epochs, shown, settings.seed))
+    record.finish(state, settings.num_epochs, shown, settings.seed)
     write_json(args.environment, environment(device))
-    log.info("wrote %s (epoch %d), %s and %s", args.model, params.num_epochs, args.history, args.metrics)
+    log.info("wrote %s (epoch %d), %s and %s", args.model, settings.num_epochs, args.history, args.metrics)
 
 
 if __name__ == "__main__":

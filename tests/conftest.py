@@ -1,5 +1,8 @@
-"""Shared fixtures: small synthetic IDX datasets and the real MNIST test set."""
+"""Shared fixtures: small synthetic IDX datasets, the real MNIST test set, a data source for the
+end-to-end tests, and faults injected into the processes a test starts."""
 
+import os
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,44 @@ from vae.data.datasets import FILES
 from vae.data.idx import format_idx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks
+
+
+def signal_env(signal_at: str, only_in: str = "", once: Path | None = None) -> dict[str, str]:
+    """Environment that makes a started process send itself ``signal_at`` (``SIGKILL@3.5``: epoch 3,
+    batch 5) from its training loop; ``only_in``: only in a process whose working folder has that name;
+    ``once``: only where that file does not exist yet (the first attempt). See tests/faults/sitecustomize.py."""
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH", "")])),
+           "VAE_TEST_SIGNAL_AT": signal_at}
+    if only_in:
+        env["VAE_TEST_SIGNAL_IN"] = only_in
+    if once is not None:
+        env["VAE_TEST_SIGNAL_ONCE"] = str(once)
+    return env
+
+
+def no_data_source_reason() -> str | None:
+    """Why neither ``VAE_DATA_MIRROR`` nor the official MNIST mirror can serve the datasets, or None."""
+    from vae.data.datasets import DATASETS
+    from vae.data.download import MIRROR_ENV
+
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return None if mirror.startswith(("http://", "https://", "file://")) or Path(mirror).is_dir() \
+            else f"{MIRROR_ENV}={mirror} is not a folder"
+    try:
+        urllib.request.urlopen(DATASETS["MNIST"].urls[0] + "t10k-labels-idx1-ubyte.gz", timeout=5).close()
+    except OSError as err:
+        return f"no {MIRROR_ENV} set and the official MNIST mirror is unreachable ({err})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_source() -> None:
+    """Skip, saying why, where no dataset source is reachable (probed once, when a test first asks)."""
+    reason = no_data_source_reason()
+    if reason is not None:
+        pytest.skip(reason)
 
 
 def synthetic_arrays(n_train: int = 50, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:

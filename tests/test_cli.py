@@ -1,4 +1,4 @@
-"""The stage command line: peak memory on every platform, required paths."""
+"""The stage command line and the machine it runs on: peak memory on every platform, required paths."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vae import cli
+from vae.runtime import machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,12 +17,12 @@ def test_peak_memory_is_read_in_the_units_of_each_os(monkeypatch, platform, maxr
     fake = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda who: types.SimpleNamespace(ru_maxrss=maxrss))
     monkeypatch.setitem(sys.modules, "resource", fake)
     monkeypatch.setattr(sys, "platform", platform)
-    assert cli.peak_memory_mib() == mib
+    assert machine.peak_memory_mib() == mib
 
 
 def test_no_resource_module_means_no_peak_memory(monkeypatch):
     monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: importing it fails
-    assert cli.peak_memory_mib() is None
+    assert machine.peak_memory_mib() is None
 
 
 def test_a_stage_run_without_its_paths_says_which_are_missing(tmp_path):

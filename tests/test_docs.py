@@ -1,4 +1,5 @@
-"""The README and docs/ never point at what is not there: links, images, make targets, params."""
+"""The README and docs/ never point at what is not there: links, images, make targets, params, and intervals
+that no generated report (docs/results/*.md) states."""
 
 import re
 from pathlib import Path
@@ -12,6 +13,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 MAKE = re.compile(r"\bmake ((?:[A-Z_]+=\S+ )*)([a-z][\w-]*)")
 SET_PARAM = re.compile(r"-S[ =]([a-z_]+)=")
 PARAM_LINE = re.compile(r"`([a-z_]+): [^`]+`")  # a params.yaml line quoted in the text, `beta: 4.0`
+NUMBER = r"[+\-−]?\d+(?:\.\d+)?"
+# An interval as the reports print it, a difference and its 95% bounds: -2.01 [-2.23, -1.80]
+INTERVAL = re.compile(rf"(?<![\w.]){NUMBER} \[{NUMBER}, {NUMBER}\]")
+REPORTS = sorted((REPO / "docs" / "results").glob("*.md"))
 # Names in those forms that are not params, on purpose.
 NOT_PARAMS = {"cache": "dvc.yaml's output option `cache: false`", "persist": "dvc.yaml's `persist: true`",
               "error": "an error line, `error: ...`", "latent_dims": "the typo the docs show being refused"}
@@ -72,3 +77,33 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert PARAM_LINE.findall("with `likelihood: binarized` and `hidden_layers: 3`") == ["likelihood", "hidden_layers"]
     assert {"study", "report", "slurm", "collect", "pipeline", "test"} <= makefile_targets()
     assert len(PAGES) > 8
+
+
+def intervals(text: str) -> list[str]:
+    """The intervals ``d [lo, hi]`` quoted in ``text``, written as the reports write them: a minus sign as ``-``,
+    no ``+`` (a report prints +0.020 [0.007, 0.034] as 0.020 [0.007, 0.034] in one table and signed in another)."""
+    return [re.sub(r"(?<![\d.])\+", "", m.group().replace("−", "-")) for m in INTERVAL.finditer(text)]
+
+
+def unstated_intervals(text: str, reports: list[Path]) -> list[str]:
+    """The intervals of ``text`` that none of the ``reports`` states: numbers typed by hand, or left behind when
+    a report was regenerated."""
+    stated = {i for report in reports for i in intervals(report.read_text())}
+    return [i for i in intervals(text) if i not in stated]
+
+
+@pytest.mark.parametrize("page", [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_every_interval_the_docs_quote_is_one_a_report_states(page: Path) -> None:
+    assert unstated_intervals(page.read_text(), REPORTS) == [], f"{page.name} quotes intervals no report states"
+
+
+def test_an_interval_no_report_states_is_found(tmp_path: Path) -> None:
+    report = tmp_path / "study.md"
+    report.write_text("| MNIST | beta-4 | **17.42 [16.00, 18.83]** | -2.01 [-2.23, -1.80] | 0.020 [0.007, 0.034] |\n")
+    page = ("beta 4 costs 17.42 [16.00, 18.83] nats; IWAE k = 5 gains −2.01 [−2.23, −1.80], the probe +0.020 "
+            "[0.007, 0.034], all within the tables [0, 1]; but not 17.4 [16.0, 18.8] nor -0.71 [-1.65, 0.24]")
+    assert intervals(page) == ["17.42 [16.00, 18.83]", "-2.01 [-2.23, -1.80]", "0.020 [0.007, 0.034]",
+                               "17.4 [16.0, 18.8]", "-0.71 [-1.65, 0.24]"]
+    assert unstated_intervals(page, [report]) == ["17.4 [16.0, 18.8]", "-0.71 [-1.65, 0.24]"]
+    assert len(REPORTS) >= 4 and all(intervals(report.read_text()) for report in REPORTS if report.stem != "paper")

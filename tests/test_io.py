@@ -1,14 +1,26 @@
-"""Atomic writes and pickle-free loading."""
+"""Atomic writes, stages' outputs moved into place together, one-line write errors, and pickle-free loading."""
 
+import errno
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vae.errors import UserError
-from vae.io import atomic_path, load_npz, load_torch, write_json, write_npz, write_text, write_torch
+from vae.errors import UserError, environment_problem
+from vae.io import (
+    atomic_path,
+    load_npz,
+    load_torch,
+    staged,
+    write_bytes,
+    write_json,
+    write_npz,
+    write_text,
+    write_torch,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -41,13 +53,80 @@ def test_a_crash_before_the_rename_leaves_the_old_file_whole(tmp_path: Path, mon
 
     def crash(src: str, dst: str) -> None:
         assert Path(dst) == target and Path(src).stat().st_size > 0  # the new content is all in the temporary
-        raise OSError("killed before the rename")
+        raise OSError(errno.EIO, "killed before the rename")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="killed before the rename"):
+    with pytest.raises(OSError, match="killed before the rename") as info:
         write(target)
+    assert info.value.filename == str(target)  # the file the user knows, not the temporary's name
     assert target.read_text() == "first version, complete"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_is_one_line_naming_the_final_path_and_the_size(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model.pt"
+
+    def full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError) as info:
+        write_bytes(target, bytes(3 * 2**20))
+    assert (info.value.errno, info.value.filename, info.value.needed_bytes) == (errno.ENOSPC, str(target), 3 * 2**20)
+    assert list(tmp_path.iterdir()) == []
+    line = environment_problem(info.value)
+    assert re.fullmatch(rf"no space left writing {re.escape(str(target))} \(3\.0 MB to write, \d+\.\d MB free\); "
+                        r"free at least \d+ MB on that disk \(or move the repository to a bigger one\), "
+                        r"then rerun `dvc repro`", line), line
+
+
+def outputs(root: Path, version: str) -> tuple[Path, Path]:
+    """A stage's two outputs, a file and a folder holding a file, written with ``version`` as content."""
+    file, folder = root / "metrics.json", root / "epochs"
+    folder.mkdir()
+    file.write_text(version)
+    (folder / "epoch_001.pt").write_text(version)
+    return file, folder
+
+
+def contents(file: Path, folder: Path) -> tuple[str, dict[str, str]]:
+    return file.read_text(), {p.name: p.read_text() for p in folder.iterdir()}
+
+
+def test_staged_outputs_replace_the_old_ones_together(tmp_path: Path) -> None:
+    file, folder = outputs(tmp_path, "old")
+    (folder / "epoch_002.pt").write_text("old")  # a file the new run does not write: gone with the old folder
+    with staged(file, folder) as (tmp_file, tmp_folder):
+        assert tmp_file.parent == file.parent and tmp_folder.parent == folder.parent  # same file system
+        tmp_file.write_text("new")
+        tmp_folder.mkdir()
+        (tmp_folder / "epoch_001.pt").write_text("new")
+        assert contents(file, folder) == ("old", {"epoch_001.pt": "old", "epoch_002.pt": "old"})
+    assert contents(file, folder) == ("new", {"epoch_001.pt": "new"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs", "metrics.json"]
+
+
+@pytest.mark.parametrize("fail", ["raise", "leave one out"])
+def test_a_failed_stage_leaves_the_last_outputs_and_no_temporaries(tmp_path: Path, fail: str) -> None:
+    file, folder = outputs(tmp_path, "old")
+    with pytest.raises(RuntimeError) as info, staged(file, folder) as (tmp_file, tmp_folder):
+        tmp_file.write_text("new")
+        if fail == "raise":
+            raise RuntimeError("killed mid-stage")
+    assert str(info.value) == ("killed mid-stage" if fail == "raise" else f"the stage did not write {folder}")
+    assert contents(file, folder) == ("old", {"epoch_001.pt": "old"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs", "metrics.json"]
+
+
+def test_leftovers_of_a_killed_stage_are_removed_before_it_reruns(tmp_path: Path) -> None:
+    folder = tmp_path / "epochs"
+    (tmp_path / ".epochs.staged").mkdir()
+    (tmp_path / ".epochs.staged" / "epoch_009.pt").write_text("from the killed run")
+    with staged(folder) as (tmp_folder,):
+        assert not tmp_folder.exists()
+        tmp_folder.mkdir()
+    assert list(folder.iterdir()) == []
 
 
 def test_torch_files_round_trip_and_are_byte_identical_for_equal_content(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from vae.errors import UserError
 from vae.latent_density import LatentDensity, fit_latent_density, load_latent_density, save_latent_density
 from vae.metrics import sample_quality
 from vae.model import encode
-from vae.training import Schedule, TrainState, train_epoch
+from vae.training import TrainingSettings, TrainState, train_epoch
 
 TRUE = LatentDensity(weights=np.array([0.5, 0.3, 0.2]),
                      means=np.array([[-4.0, 0.0], [3.0, 3.0], [2.0, -5.0]]),
@@ -87,9 +87,10 @@ def test_samples_from_the_density_score_better_than_the_prior_s(mnist_test_set) 
     images, labels = mnist_test_set
     x, y = to_tensor(images[:6000]), torch.as_tensor(labels[:6000], dtype=torch.int64)
     train, held_out = x[:5000], x[5000:]
-    state = TrainState.new({"hidden_dim": 128, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"))
+    settings = TrainingSettings(batch_size=100, seed=0, beta=0.02)
+    state = TrainState.new({"hidden_dim": 128, "latent_dim": 2}, settings, torch.device("cpu"))
     for epoch in range(1, 6):
-        train_epoch(state, train, 100, epoch, progress=False, schedule=Schedule(beta=0.02))
+        train_epoch(state, train, epoch, settings, progress=False)
     model = state.model.eval()
     codes = encode(model, train)[0]
     assert codes.var(0).sum() > 5 * codes.shape[1], codes.var(0)  # the aggregate posterior is clearly not N(0, I)

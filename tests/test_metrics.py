@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from vae.data.split import to_tensor
+from vae.likelihoods import fixed_binarization
 from vae.metrics import (
     active_unit_mask,
     evaluate,
@@ -24,7 +25,7 @@ from vae.metrics import (
     variance_of_means,
 )
 from vae.model import VAE, encode, gaussian_kl, reparameterize
-from vae.training import TrainState, train_epoch
+from vae.training import TrainingSettings, TrainState, evaluate_elbo, train_epoch
 
 
 def small_model(latent_dim: int = 4, hidden_dim: int = 32, seed: int = 0) -> VAE:
@@ -175,27 +176,40 @@ def test_reconstruction_mse_is_the_summed_squared_error_per_image_at_the_mean():
     assert reconstruction_mse(model, x.round()) != pytest.approx(want, rel=1e-3)  # it reads the images
 
 
-def test_evaluate_returns_every_metric_and_the_per_dimension_table():
-    model = small_model(latent_dim=3)
+def one_active_unit_model(likelihood: str) -> VAE:
+    """A small model whose encoder uses its first latent dimension only (the others' means are constant)."""
+    torch.manual_seed(0)
+    model = VAE(hidden_dim=32, latent_dim=3, likelihood=likelihood).eval()
+    with torch.no_grad():
+        model.encoder.fc_mu.weight[1:] = 0
+        model.encoder.fc_mu.bias[1:] = 0.5
+        model.encoder.fc_mu.weight[:1] *= 50
+    return model
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "binarized"])
+def test_evaluate_returns_every_metric_and_the_per_dimension_table(likelihood):
+    """Each metric is its own function's value on the right images and seed; ``binarized`` scores one fixed
+    binarization of the test set, and its test NLL is minus the bound."""
+    model = one_active_unit_model(likelihood)
     gen = torch.Generator().manual_seed(0)
     train_y = torch.randint(10, (200,), generator=gen).numpy()
     test_y = torch.randint(10, (50,), generator=gen).numpy()
-    metrics, per_dim = evaluate(model, images(200, seed=2), train_y, images(50, seed=3), test_y,
-                                k=5, seed=1, progress=False)
-    assert set(metrics) == {"loss", "recon", "kl", "iwae_log_likelihood_bound", "iwae_k",
-                            "active_units", "mse_per_image", "linear_probe_accuracy",
-                            "knn_accuracy"}
-    assert metrics["iwae_k"] == 5 and isinstance(metrics["iwae_k"], int)
-    assert isinstance(metrics["active_units"], int) and 0 <= metrics["active_units"] <= 3
-    assert metrics["iwae_log_likelihood_bound"] < 0
-    assert metrics["loss"] == pytest.approx(metrics["recon"] + metrics["kl"], rel=1e-5)
-    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in metrics.values())
+    train_x, test_x = images(200, seed=2), images(50, seed=3)
+    metrics, per_dim = evaluate(model, train_x, train_y, test_x, test_y, k=5, seed=1, progress=False)
+    scored = fixed_binarization(test_x) if likelihood == "binarized" else test_x
+    bound = iwae_bound(model, scored, 5, torch.Generator().manual_seed(1), progress=False)
+    want = {**evaluate_elbo(model, scored, seed=1), "iwae_log_likelihood_bound": float(bound.double().mean()),
+            "iwae_k": 5, "active_units": 1, "mse_per_image": reconstruction_mse(model, test_x),
+            **probe_accuracies(encode(model, train_x)[0], train_y, encode(model, test_x)[0], test_y, seed=1)}
+    if likelihood == "binarized":
+        want["binarized_test_nll"] = -want["iwae_log_likelihood_bound"]
+    assert metrics == want
     assert list(per_dim.columns) == ["dim", "kl", "variance_of_mean", "active"]
-    assert per_dim["dim"].tolist() == [0, 1, 2]
-    assert per_dim["active"].sum() == metrics["active_units"]
-    assert per_dim["kl"].sum() == pytest.approx(metrics["kl"], rel=1e-4)
-    again, again_table = evaluate(model, images(200, seed=2), train_y, images(50, seed=3), test_y,
-                                  k=5, seed=1, progress=False)
+    assert per_dim["dim"].tolist() == [0, 1, 2] and per_dim["active"].tolist() == [True, False, False]
+    assert per_dim["variance_of_mean"].tolist()[1:] == [0.0, 0.0]
+    assert per_dim["kl"].tolist() == mean_kl_per_dimension(*encode(model, test_x)).double().tolist()  # grey images
+    again, again_table = evaluate(model, train_x, train_y, test_x, test_y, k=5, seed=1, progress=False)
     assert again == metrics
     pd.testing.assert_frame_equal(again_table, per_dim)
 
@@ -214,9 +228,10 @@ def test_probes_on_separable_latents():
 def test_probes_beat_chance_on_a_briefly_trained_vae(mnist_test_set):
     raw, labels = mnist_test_set
     x = to_tensor(raw[:6000])
-    state = TrainState.new({"hidden_dim": 256, "latent_dim": 8}, 1e-3, seed=0, device=torch.device("cpu"))
+    settings = TrainingSettings(batch_size=100, seed=0)
+    state = TrainState.new({"hidden_dim": 256, "latent_dim": 8}, settings, torch.device("cpu"))
     for epoch in range(1, 5):  # 4 epochs of 50 batches
-        train_epoch(state, x[:5000], 100, epoch, progress=False)
+        train_epoch(state, x[:5000], epoch, settings, progress=False)
     train_z, _ = encode(state.model, x[:5000])
     test_z, _ = encode(state.model, x[5000:])
     acc = probe_accuracies(train_z, labels[:5000], test_z, labels[5000:6000], seed=0)

@@ -5,17 +5,19 @@ training param fails without losing the last results; a typo'd key is rejected e
 no stage reads it; `dvc exp run -S latent_dim=3`
 changes the metrics without rerunning download or split; a teammate gets every result
 through a DVC remote without training; `dvc plots show` draws every plot.
-Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
+The project runs once (the module's ``pipeline``, never changed afterwards); every test that
+changes anything works on a copy of it of its own (``project``), so any test runs alone and in
+any order. Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
 """
 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +25,8 @@ import pytest
 import torch
 import yaml
 
-from vae.data.datasets import DATASETS
 from vae.data.download import MIRROR_ENV
-from vae.pipeline import read_stage
+from vae.runtime.dvc_yaml import read_stage
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ["check-params", "download", "split", "classifier", "train", "latent-density", "evaluate", "sample",
@@ -35,20 +36,7 @@ SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, 
          "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
 
 
-def data_source_reason() -> str | None:
-    """Why no dataset source is reachable, or None when one is."""
-    mirror = os.environ.get(MIRROR_ENV)
-    if mirror:
-        return None if mirror.startswith(("http://", "https://", "file://")) or Path(mirror).is_dir() \
-            else f"{MIRROR_ENV}={mirror} is not a folder"
-    try:
-        urllib.request.urlopen(DATASETS["MNIST"].urls[0] + "t10k-labels-idx1-ubyte.gz", timeout=5).close()
-    except OSError as err:
-        return f"no {MIRROR_ENV} set and the official MNIST mirror is unreachable ({err})"
-    return None
-
-
-pytestmark = pytest.mark.skipif(data_source_reason() is not None, reason=str(data_source_reason()))
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("data_source")]
 
 
 def run(cwd: Path, *args: str, fails: bool = False, env: dict[str, str] | None = None) -> str:
@@ -99,6 +87,14 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"repo": repo, "first": first, "second": second}
 
 
+@pytest.fixture
+def project(pipeline: dict, tmp_path: Path) -> Path:
+    """A copy of the run project (git history, DVC cache and outputs) for a test to change."""
+    copy = tmp_path / "project"
+    shutil.copytree(pipeline["repo"], copy, symlinks=True)
+    return copy
+
+
 def test_repro_runs_every_stage_and_makes_exactly_the_declared_outputs(pipeline: dict) -> None:
     repo = pipeline["repo"]
     assert stages_run(pipeline["first"]) == STAGES
@@ -121,9 +117,9 @@ def result_files(repo: Path) -> dict[Path, int]:
             if p.is_file() and p.name != ".gitignore"}
 
 
-def test_each_stage_writes_only_its_own_declared_outputs(pipeline: dict) -> None:
+def test_each_stage_writes_only_its_own_declared_outputs(project: Path) -> None:
     """Each stage rerun alone (`dvc repro -s -f`) touches no file outside its own outs in dvc.yaml."""
-    repo = pipeline["repo"]
+    repo = project
     for stage in STAGES:
         before = result_files(repo)
         run(repo, "dvc", "repro", "-s", "-f", stage)
@@ -140,8 +136,8 @@ def test_second_repro_is_a_no_op(pipeline: dict) -> None:
     assert "Data and pipelines are up to date" in pipeline["second"]
 
 
-def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_path: Path) -> None:
-    repo = pipeline["repo"]
+def test_remote_round_trip_gives_a_teammate_every_result(project: Path, tmp_path: Path) -> None:
+    repo = project
     run(repo, "dvc", "remote", "add", "-d", "teamshare", str(tmp_path / "remote"))
     run(repo, "git", "add", ".dvc/config")
     run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "remote")
@@ -161,9 +157,9 @@ def test_remote_round_trip_gives_a_teammate_every_result(pipeline: dict, tmp_pat
     (lambda text: text + "latent_dims: 8\n",  # a key no stage reads: before check-params, nothing said a word
      "error: params.yaml: unknown key 'latent_dims'; did you mean latent_dim?"),
 ])
-def test_bad_params_fail_in_one_line_before_any_stage_touches_a_result(pipeline: dict, edit, error: str) -> None:
+def test_bad_params_fail_in_one_line_before_any_stage_touches_a_result(project: Path, edit, error: str) -> None:
     """check-params runs first whenever params.yaml changes, so DVC deletes nothing and trains nothing."""
-    repo = pipeline["repo"]
+    repo = project
     outputs = [p for folder in ("data", "models", "reports") for p in sorted((repo / folder).rglob("*")) if p.is_file()]
     before = [path.read_bytes() for path in outputs]
     params = (repo / "params.yaml").read_text()
@@ -178,8 +174,8 @@ def test_bad_params_fail_in_one_line_before_any_stage_touches_a_result(pipeline:
     assert "Data and pipelines are up to date" in run(repo, "dvc", "status")
 
 
-def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict) -> None:
-    repo = pipeline["repo"]
+def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(project: Path) -> None:
+    repo = project
     output = run(repo, "dvc", "exp", "run", "-S", "latent_dim=3")
     assert stages_run(output) == AFTER_TRAIN
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))
@@ -190,8 +186,8 @@ def test_exp_run_latent_dim_reruns_from_train_and_changes_metrics(pipeline: dict
     assert not (repo / "reports/sample/manifold.png").exists()
 
 
-def test_exp_run_continuous_bernoulli_end_to_end(pipeline: dict) -> None:
-    repo = pipeline["repo"]
+def test_exp_run_continuous_bernoulli_end_to_end(project: Path) -> None:
+    repo = project
     output = run(repo, "dvc", "exp", "run", "-n", "cb", "-S", "likelihood=continuous_bernoulli", "-S", "num_epochs=1")
     assert stages_run(output) == AFTER_TRAIN
     model = torch.load(repo / "models/model.pt", weights_only=True)
@@ -204,19 +200,18 @@ def test_exp_run_continuous_bernoulli_end_to_end(pipeline: dict) -> None:
     assert (repo / "reports/sample/prior_samples.png").exists()
 
 
-def test_exp_run_iwae_objective_end_to_end(pipeline: dict) -> None:
-    repo = pipeline["repo"]
-    output = run(repo, "dvc", "exp", "run", "-n", "iwae3", "-S", "objective=iwae", "-S", "train_samples=3",
-                 "-S", "num_epochs=1", "-S", "likelihood=bernoulli")  # earlier tests left other settings applied
+def test_exp_run_iwae_objective_end_to_end(project: Path) -> None:
+    repo = project
+    output = run(repo, "dvc", "exp", "run", "-n", "iwae3", "-S", "objective=iwae", "-S", "train_samples=3")
     assert stages_run(output) == AFTER_TRAIN
     train = json.loads((repo / "reports/train/metrics.json").read_text())
     assert math.isfinite(train["train_objective"]) and 0 < train["train_objective"] < 1000
     assert "train_objective" in (repo / "reports/train/history.csv").read_text().splitlines()[0]
 
 
-def test_plots_show_draws_every_plot_on_a_utf8_page_that_renders_offline(pipeline: dict, tmp_path: Path) -> None:
-    repo = pipeline["repo"]
-    run(repo, sys.executable, "-m", "vae.plots_page")  # what `make setup` does
+def test_plots_show_draws_every_plot_on_a_utf8_page_that_renders_offline(project: Path, tmp_path: Path) -> None:
+    repo = project
+    run(repo, sys.executable, "-m", "vae.runtime.plots_page")  # what `make setup` does
     assert "plots/page-offline.html" in (repo / ".dvc/config.local").read_text()
     run(repo, "dvc", "plots", "show", "-o", str(tmp_path / "plots"))
     page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
@@ -244,12 +239,8 @@ def test_the_explore_notebook_runs_on_the_pipelines_outputs(pipeline: dict) -> N
     assert sum(o.output_type == "display_data" and "image/png" in o.data for o in outputs) >= 6  # 3 files, 3 plots
 
 
-def test_a_grid_shared_across_machines_through_git_and_a_dvc_remote(pipeline: dict, tmp_path: Path) -> None:
+def test_a_grid_shared_across_machines_through_git_and_a_dvc_remote(project: Path, tmp_path: Path) -> None:
     """Two clones ("machines") each run part of a grid and push it; a third pulls and applies one."""
-    project = tmp_path / "project"
-    shutil.copytree(pipeline["repo"], project, symlinks=True)
-    run(project, "git", "reset", "-q", "--hard")  # the committed baseline, whatever other tests ran here
-    run(project, "dvc", "checkout", "--force")
     run(project, "dvc", "remote", "add", "-d", "store", str(tmp_path / "dvc-store"))
     run(project, "git", "add", ".dvc/config")
     run(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "shared DVC remote")
@@ -292,9 +283,9 @@ def test_the_python_api_reads_any_revision_without_checking_it_out(pipeline: dic
                          "`dvc exp list --all-commits` lists the experiments")
 
 
-def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(pipeline: dict) -> None:
+def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(project: Path) -> None:
     """`seed` is the training run's; the split and the sample-quality classifier follow `data_seed`."""
-    repo = pipeline["repo"]
+    repo = project
     classifier = (repo / "models/classifier.pt").read_bytes()
     output = run(repo, "dvc", "exp", "run", "-n", "seed1", "-S", "seed=1")
     assert stages_run(output) == AFTER_TRAIN
@@ -304,9 +295,9 @@ def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(pip
     assert (repo / "reports/sample/latent_density_samples.png").exists()
 
 
-def test_a_failed_download_leaves_the_verified_dataset_in_place(pipeline: dict, tmp_path: Path) -> None:
+def test_a_failed_download_leaves_the_verified_dataset_in_place(project: Path, tmp_path: Path) -> None:
     """`dvc repro -f -s download` with a corrupt file in the mirror: one clear line, data/raw unchanged."""
-    repo = pipeline["repo"]
+    repo = project
     source = Path(os.environ.get(MIRROR_ENV, "")) / "mnist"
     if not source.is_dir():
         pytest.skip(f"needs {MIRROR_ENV} to be a folder")
@@ -320,8 +311,8 @@ def test_a_failed_download_leaves_the_verified_dataset_in_place(pipeline: dict, 
     assert {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()} == before
 
 
-def test_a_failed_stage_says_how_to_get_the_outputs_dvc_deleted_back(pipeline: dict) -> None:
-    repo = pipeline["repo"]
+def test_a_failed_stage_says_how_to_get_the_outputs_dvc_deleted_back(project: Path) -> None:
+    repo = project
     before = {p: p.read_bytes() for p in (repo / "data/processed").iterdir()}
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("train_subset: 2000", "train_subset: 60000"))
@@ -347,12 +338,8 @@ def wait_for_queue(repo: Path, timeout_s: float = 900) -> str:
     pytest.fail(f"the queue did not finish within {timeout_s} s:\n{status}")
 
 
-def test_a_study_runs_as_named_experiments_and_its_report_matches_the_runs(pipeline: dict, tmp_path: Path) -> None:
+def test_a_study_runs_as_named_experiments_and_its_report_matches_the_runs(project: Path) -> None:
     """`make study STUDY=smoke` queues 4 runs, `make report` summarizes them, a second `make study` queues none."""
-    project = tmp_path / "project"
-    shutil.copytree(pipeline["repo"], project, symlinks=True)
-    run(project, "git", "reset", "-q", "--hard")  # the committed baseline, whatever other tests ran here
-    run(project, "dvc", "checkout", "--force")
     venv = Path(sys.executable).parent.parent
     make = ["make", "-o", f"{venv}/.installed", f"VENV={venv}", "STUDY=smoke"]
     queued = run(project, *make, "study")
@@ -370,3 +357,72 @@ def test_a_study_runs_as_named_experiments_and_its_report_matches_the_runs(pipel
         assert f"| MNIST | {config} | 2 | {part['loss'].mean():.2f} ± {part['loss'].std():.2f} |" in report
     assert (project / "docs/results/smoke.png").stat().st_size > 0
     assert "0 of 4 runs queued" in run(project, *make, "study")
+
+
+def full_disk(pattern: str) -> dict[str, str]:
+    """Environment under which the ``nth`` write of a file matching ``pattern`` (``glob#n``) fails with ENOSPC,
+    as on a full disk (tests/faults/sitecustomize.py)."""
+    return {"PYTHONPATH": str(REPO / "tests/faults"), "VAE_TEST_ENOSPC_AT": pattern}
+
+
+def one_error_line(output: str) -> str:
+    """The stage's error line; asserts there is exactly one and no traceback."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_full_disk_in_split_leaves_no_half_output_and_the_printed_command_restores_it(project: Path) -> None:
+    before = tree_bytes(project / "data/processed")
+    output = run(project, "dvc", "repro", "-f", "-s", "split", fails=True, env=full_disk("*/test.npz"))
+    line = one_error_line(output)
+    assert re.match(r"error: no space left writing data/processed/test\.npz \(7\.\d MB to write, \d+\.\d MB free\); "
+                    r"free at least \d+ MB on that disk", line), line
+    assert line.endswith("then rerun `dvc repro`; DVC removed its last outputs before it ran, to get them back: "
+                         "`dvc checkout split`")
+    assert not (project / "data/processed").exists()  # DVC deleted it; the stage left nothing behind
+    assert not list((project / "data").glob(".processed*"))
+    run(project, "dvc", "checkout", "split")  # the printed command, as printed
+    assert tree_bytes(project / "data/processed") == before
+    assert stages_run(run(project, "dvc", "repro")) == []
+
+
+def test_a_full_disk_in_evaluate_restores_with_the_printed_git_command_then_repro_remakes_the_same(
+        project: Path) -> None:
+    before = tree_bytes(project / "reports/evaluate")
+    output = run(project, "dvc", "repro", "-f", "-s", "evaluate", fails=True, env=full_disk("*kl_per_dim.csv*"))
+    line = one_error_line(output)
+    assert line.startswith("error: no space left writing reports/evaluate/kl_per_dim.csv (")
+    hint = "`git checkout -- reports/evaluate/kl_per_dim.csv reports/evaluate/metrics.json`"
+    assert line.endswith(f"to get them back: {hint}")
+    assert tree_bytes(project / "reports/evaluate") == {}  # neither file: never one without the other
+    run(project, *hint.strip("`").split())
+    assert tree_bytes(project / "reports/evaluate") == before
+    run(project, "dvc", "repro", "-f", "-s", "evaluate")  # disk freed: the same bytes as before the failure
+    assert tree_bytes(project / "reports/evaluate") == before
+
+
+def test_a_full_disk_at_an_epochs_checkpoint_keeps_the_last_one_and_a_rerun_ends_bit_identical(
+        project: Path, tmp_path: Path) -> None:
+    """Epoch 2's training state cannot be written: epoch 1's stays; freed, `dvc repro` resumes to the same bytes."""
+    def two_epochs(repo: Path) -> None:
+        params = (repo / "params.yaml").read_text()
+        (repo / "params.yaml").write_text(params.replace("num_epochs: 1", "num_epochs: 2"))
+
+    never_failed = tmp_path / "never-failed"
+    shutil.copytree(project, never_failed, symlinks=True)
+    two_epochs(never_failed)
+    run(never_failed, "dvc", "repro", "train")
+
+    two_epochs(project)
+    output = run(project, "dvc", "repro", "train", fails=True, env=full_disk("*/train_state.pt#1"))
+    assert one_error_line(output).startswith("error: no space left writing models/train_state.pt (")
+    assert torch.load(project / "models/train_state.pt", weights_only=True)["epoch"] == 1  # the last good one
+    assert "resuming from models/train_state.pt (epoch 1" in run(project, "dvc", "repro", "train")
+    models = ("models/model.pt", "models/train_state.pt", "reports/train/metrics.json", "reports/train/history.csv")
+    assert {m: (project / m).read_bytes() for m in models} == {m: (never_failed / m).read_bytes() for m in models}

@@ -4,6 +4,8 @@ and resumed bit for bit, results collected as DVC experiments, and a resubmissio
 The cluster (munge, slurmctld, slurmd; Debian's packages, as CI installs them) runs as root with
 its configuration, state and logs in a temporary folder (``SLURM_CONF``). Every wait is on the
 job's state, with a bound. Skipped, with the reason, where the packages or root are missing.
+The kill comes from the test hook in tests/faults, put on the tasks' PYTHONPATH (sbatch passes the
+submitting environment on). The job script's own checks (shellcheck, its error lines) need no cluster.
 """
 
 import os
@@ -19,13 +21,39 @@ import pytest
 
 from tests.test_pipeline import data_source_reason, git_files, run
 from vae.errors import UserError
-from vae.studies.slurm import FIRST_ATTEMPT_FAULT_ENV, SlurmOptions, submit
+from vae.studies.slurm import JOB_SCRIPT, SlurmOptions, submit
 from vae.studies.spec import load_study, write_params
 
 REPO = Path(__file__).resolve().parent.parent
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
 KILLED = "smoke-mnist-notebook-s2"  # killed in its second epoch on the first attempt
 TIMEOUT_S = 900
+
+
+def test_the_job_script_passes_shellcheck() -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed: apt-get install shellcheck")
+    proc = subprocess.run(["shellcheck", str(JOB_SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_job_script_says_in_one_line_what_it_lacks(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAE_JOB_", "SLURM_"))}
+    job = {f"VAE_JOB_{name}": "x" for name in ("STUDY", "COMMIT", "ORIGIN", "WORKDIR", "TARGET", "THREADS")}
+
+    def error(*args: str, **environment: str) -> str:
+        proc = subprocess.run(["bash", str(JOB_SCRIPT), *args], capture_output=True, text=True,
+                              env={**clean, **environment})
+        assert proc.returncode == 2, proc.stderr
+        return proc.stderr
+
+    assert error() == "error: give the run's index (0, 1, ...) as the first argument, or run as a SLURM array task\n"
+    assert error("1", **job) == ("error: VAE_JOB_RUNS is not set; run this script with the environment that "
+                                 "`make slurm` prints\n")
+    missing = tmp_path / "missing.runs"
+    assert error("1", VAE_JOB_RUNS=str(missing), **job).startswith(f"error: cannot read the run table {missing}")
+    (tmp_path / "x.runs").write_text("x-a\nx-b\n")
+    assert error("2", VAE_JOB_RUNS=str(tmp_path / "x.runs"), **job) == "error: study x has runs 0 to 1, not 2\n"
 
 
 def missing_reason() -> str | None:
@@ -144,17 +172,27 @@ def make(repo: Path, *args: str, env: dict[str, str], fails: bool = False) -> st
     return run(repo, "make", "-o", f"{venv}/.installed", f"VENV={venv}", "STUDY=smoke", *args, env=env, fails=fails)
 
 
+def kill_once(run_name: str, at: str, marker: Path) -> dict[str, str]:
+    """The environment that makes the tests/faults hook send a signal at ``at`` (SIGNAME@EPOCH.BATCH) to
+    the run ``run_name`` (its clone's folder) on its first attempt only (``marker`` is made when it fires)."""
+    path = os.pathsep.join(p for p in (str(REPO / "tests/faults"), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "VAE_TEST_SIGNAL_AT": at, "VAE_TEST_SIGNAL_IN": run_name,
+            "VAE_TEST_SIGNAL_ONCE": str(marker)}
+
+
 def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, project) -> None:
     settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={project.parent / 'work'}"]
-    out = make(project, "slurm", *settings, env={**cluster, FIRST_ATTEMPT_FAULT_ENV: f"{KILLED}=SIGKILL@2.3"})
-    assert "#SBATCH --array" not in out and "#SBATCH --requeue" in out  # the script was printed
+    marker = project.parent / "killed-once"
+    out = make(project, "slurm", *settings, env={**cluster, **kill_once(KILLED, "SIGKILL@2.3", marker)})
+    assert f"--requeue --export=ALL,VAE_JOB_RUNS={project.parent / 'work'}/smoke-" in out  # the sbatch command
+    assert f"{project}/vae/studies/slurm_job.sh" in out
     job = out.split("submitted job ", 1)[1].split(":", 1)[0]
     first = wait_until(lambda: finished(job, cluster), f"job {job}")
     names = [r.name for r in load_study("smoke", project / "studies", project / "params.yaml").runs()]
     index = str(names.index(KILLED))
     assert f"{index}:FAILED" in first and first.count("COMPLETED") == 3, first
     log = project.parent / "work" / "logs" / f"{KILLED}.log"
-    assert "attempt 0" in log.read_text()
+    assert "attempt 0" in log.read_text() and marker.exists()
 
     command("scontrol", "requeue", f"{job}_{index}", env=cluster)
     command("scontrol", "update", f"JobId={job}_{index}", "StartTime=now", env=cluster)  # no requeue delay
@@ -189,14 +227,25 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     assert "4 of 4 runs are in the origin already" in again and "nothing to submit" in again
     assert "submitted job" not in again
 
+    # the printed command runs one run without SLURM: here, one the origin holds already
+    by_hand = again[again.index("VAE_JOB_RUNS="):again.index(" INDEX") + len(" INDEX")]
+    subprocess.run(["bash", "-c", by_hand.replace(" INDEX", f" {index}")], check=True, timeout=120,
+                   env={k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
+    assert log.read_text().rstrip().endswith(f"[slurm] {KILLED} is already in the origin: nothing to do")
 
-def test_without_sbatch_the_job_script_is_printed_and_one_line_says_so(project, monkeypatch, capsys) -> None:
+
+def test_without_sbatch_the_command_for_one_run_is_printed_and_one_line_says_so(project, monkeypatch,
+                                                                               capsys) -> None:
     monkeypatch.chdir(project)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     study = load_study("smoke")
     with pytest.raises(UserError) as err:
         submit(study, SlurmOptions(workdir=project.parent / "nowhere"))
-    assert str(err.value).startswith("sbatch is not on the PATH (no SLURM here): nothing submitted")
-    script = capsys.readouterr().out
-    assert script.startswith("#!/usr/bin/env bash") and "dvc exp push origin" in script
-    assert (project / ".slurm/smoke.sh").read_text() == script.rstrip("\n") + "\n"
+    assert str(err.value) == ("sbatch is not on the PATH (no SLURM here): nothing submitted; the command above "
+                              "runs run INDEX (0 to 3) of the study on this or any machine")
+    by_hand = capsys.readouterr().out.strip()
+    assert by_hand.startswith("VAE_JOB_RUNS=") and by_hand.endswith(f"bash {JOB_SCRIPT} INDEX")
+    runs = (project.parent / "nowhere").glob("smoke-*.runs")
+    assert [path.read_text().split() for path in runs] == [[run.name for run in study.runs()]]
+    proc = subprocess.run(["bash", "-c", by_hand.replace(" INDEX", " 4")], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (2, "error: study smoke has runs 0 to 3, not 4\n")

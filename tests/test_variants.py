@@ -9,26 +9,22 @@ import pytest
 import torch
 from torch import nn
 
-from vae.checkpoint import load_model, save_model
+from vae.likelihoods import LIKELIHOODS, binarize, continuous_bernoulli_log_norm, fixed_binarization
 from vae.metrics import iwae_bound
-from vae.model import (
-    VAE,
-    binarize,
-    continuous_bernoulli_log_norm,
-    fixed_binarization,
-    negative_elbo,
-    reconstruction_loss,
-)
-from vae.training import IWAE_EPOCHS, Schedule, TrainState, fit, logit_of_mean, train_epoch
+from vae.model import VAE, load_model, negative_elbo, save_model
+from vae.training import IWAE_EPOCHS, TrainingSettings, TrainState, fit, logit_of_mean, train_epoch
+
+CPU = torch.device("cpu")
+BERNOULLI, CONTINUOUS = LIKELIHOODS["bernoulli"], LIKELIHOODS["continuous_bernoulli"]
 
 
 def test_bernoulli_loss_is_the_hand_computed_cross_entropy() -> None:
     logits, x = torch.randn(4, 784, dtype=torch.float64) * 3, torch.rand(4, 784, dtype=torch.float64)
     p = torch.sigmoid(logits)
     hand = -(x * p.log() + (1 - x) * (1 - p).log())
-    for likelihood in ("bernoulli", "binarized"):
-        assert torch.allclose(reconstruction_loss(logits, x, likelihood, "none"), hand)
-        assert reconstruction_loss(logits, x, likelihood).item() == pytest.approx(hand.sum().item())
+    for name in ("bernoulli", "binarized"):
+        assert torch.allclose(LIKELIHOODS[name].nll(logits, x, reduction="none"), hand)
+        assert LIKELIHOODS[name].nll(logits, x).item() == pytest.approx(hand.sum().item())
 
 
 def test_continuous_bernoulli_loss_is_minus_torch_distributions_log_prob() -> None:
@@ -38,16 +34,16 @@ def test_continuous_bernoulli_loss_is_minus_torch_distributions_log_prob() -> No
                         torch.tensor([0.0, 1e-3, -5e-3, 0.0099, 0.0101, 15.0, -15.0], dtype=torch.float64)])
     x = torch.rand(logits.shape, dtype=torch.float64, generator=gen)
     reference = -torch.distributions.ContinuousBernoulli(logits=logits).log_prob(x)
-    assert torch.allclose(reconstruction_loss(logits, x, "continuous_bernoulli", "none"), reference, atol=1e-9)
+    assert torch.allclose(CONTINUOUS.nll(logits, x, reduction="none"), reference, atol=1e-9)
     assert continuous_bernoulli_log_norm(torch.zeros(1)).item() == pytest.approx(math.log(2))
     # float32 stays at float32 precision (torch's own float32 log_prob is off by ~0.1 nats at |a| > 15)
-    ours32 = reconstruction_loss(logits.float(), x.float(), "continuous_bernoulli", "none")
+    ours32 = CONTINUOUS.nll(logits.float(), x.float(), reduction="none")
     assert torch.allclose(ours32.double(), reference, rtol=1e-5, atol=1e-5)
 
 
 def test_continuous_bernoulli_gradient_is_finite_at_logit_zero() -> None:
     logits = torch.zeros(3, requires_grad=True)
-    reconstruction_loss(logits, torch.full((3,), 0.7), "continuous_bernoulli").backward()
+    CONTINUOUS.nll(logits, torch.full((3,), 0.7)).backward()
     assert torch.isfinite(logits.grad).all()
 
 
@@ -70,7 +66,7 @@ def test_conv_model_shapes_and_round_trip(tmp_path) -> None:
         assert mu.shape == logvar.shape == (3, 16)
     z = torch.randn(3, 16)
     assert model.decoder.logits(z).shape == model.decoder(z).shape == (3, 784)
-    assert model.decoder(z).min() >= 0 and model.decoder(z).max() <= 1
+    assert torch.equal(model.decoder(z), torch.sigmoid(model.decoder.logits(z)))  # pixel means, from the logits
     save_model(tmp_path / "conv.pt", model)
     loaded = load_model(tmp_path / "conv.pt")
     assert loaded.config["architecture"] == "conv"
@@ -89,43 +85,45 @@ def test_the_iwae_papers_mlp_is_expressible() -> None:
 
 def test_default_options_stay_out_of_the_model_file_config() -> None:
     assert VAE(hidden_dim=8).config == {"input_dim": 784, "hidden_dim": 8, "latent_dim": 2}
-    assert VAE(hidden_dim=8, likelihood="binarized").config["likelihood"] == "binarized"
+    binarized = VAE(hidden_dim=8, likelihood="binarized")
+    assert binarized.config["likelihood"] == "binarized" and binarized.likelihood is LIKELIHOODS["binarized"]
 
 
 def test_kl_warmup_rises_linearly_from_zero_to_beta() -> None:
-    schedule = Schedule(beta=4.0, kl_warmup_epochs=10)
-    assert [schedule.kl_weight_at(e) for e in (0, 2.5, 5, 10, 15)] == [0.0, 1.0, 2.0, 4.0, 4.0]
-    assert Schedule(beta=0.5).kl_weight_at(0) == 0.5  # no warm-up: beta from the first batch
+    settings = TrainingSettings(beta=4.0, kl_warmup_epochs=10)
+    assert [settings.kl_weight_at(e) for e in (0, 2.5, 5, 10, 15)] == [0.0, 1.0, 2.0, 4.0, 4.0]
+    assert TrainingSettings(beta=0.5).kl_weight_at(0) == 0.5  # no warm-up: beta from the first batch
 
 
 def test_iwae_schedule_is_the_papers_eight_stages() -> None:
-    schedule = Schedule(lr=1e-3, lr_schedule="iwae")
-    lrs = [schedule.lr_at(epoch) for epoch in range(1, IWAE_EPOCHS + 1)]
+    settings = TrainingSettings(lr=1e-3, lr_schedule="iwae")
+    lrs = [settings.lr_at(epoch) for epoch in range(1, IWAE_EPOCHS + 1)]
     stages = [lrs.count(1e-3 * 10 ** (-i / 7)) for i in range(8)]
     assert stages == [1, 3, 9, 27, 81, 243, 729, 2187]
     assert lrs[-1] == pytest.approx(1e-4)
-    compressed = [Schedule(lr_schedule="iwae", lr_schedule_epochs=1200).lr_at(e) for e in range(1, 1201)]
+    compressed = [TrainingSettings(lr_schedule="iwae", lr_schedule_epochs=1200).lr_at(e) for e in range(1, 1201)]
     assert compressed == sorted(compressed, reverse=True) and compressed[-1] == pytest.approx(1e-4)
-    assert Schedule(lr=0.01).lr_at(500) == 0.01  # constant
+    assert TrainingSettings(lr=0.01).lr_at(500) == 0.01  # constant
 
 
 def test_the_step_uses_the_kl_weight_but_reports_the_unweighted_elbo() -> None:
     x = (torch.rand(512, 784) < 0.2).float()
     results = {}
     for beta in (0.0, 1.0):
-        state = TrainState.new({"hidden_dim": 32, "latent_dim": 4}, 1e-3, 0, torch.device("cpu"))
-        stats = train_epoch(state, x, 64, 1, progress=False, schedule=Schedule(beta=beta))
-        assert stats["loss"] == pytest.approx(stats["recon"] + stats["kl"])
-        results[beta] = stats
-    assert results[0.0]["kl"] > results[1.0]["kl"]  # nothing pulls q towards the prior at beta = 0
+        settings = TrainingSettings(batch_size=64, seed=0, beta=beta)
+        state = TrainState.new({"hidden_dim": 32, "latent_dim": 4}, settings, CPU)
+        results[beta] = train_epoch(state, x, 1, settings, progress=False)
+    beta_0 = results[0.0]
+    assert beta_0["loss"] == pytest.approx(beta_0["recon"] + beta_0["kl"])  # the ELBO, not the minimized recon + 0 * KL
+    assert beta_0["kl"] > results[1.0]["kl"]  # nothing pulls q towards the prior at beta = 0
 
 
 def test_train_mean_output_bias() -> None:
     x = torch.rand(100, 784)
     x[:, 0] = 0  # a pixel that is always black is clipped at logit(0.001), not -inf
-    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"),
-                           output_bias=logit_of_mean(x))
-    bias = state.model.decoder.net[-2].bias
+    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, TrainingSettings(), CPU, output_bias=logit_of_mean(x))
+    bias = state.model.decoder.output_layer.bias
+    assert bias is state.model.decoder.net[-2].bias  # the MLP's last linear layer, before the sigmoid
     assert bias[0].item() == pytest.approx(math.log(0.001 / 0.999), rel=1e-5)
     assert torch.allclose(torch.sigmoid(bias[1:]), x.mean(0)[1:], atol=1e-6)
 
@@ -133,20 +131,33 @@ def test_train_mean_output_bias() -> None:
 def test_binarization_is_seeded_saved_in_the_state_and_resumed() -> None:
     config = {"hidden_dim": 16, "latent_dim": 2, "likelihood": "binarized"}
     x = torch.rand(256, 784)
-    state = TrainState.new(config, 1e-3, 0, torch.device("cpu"))
-    assert TrainState.new({"hidden_dim": 16, "latent_dim": 2}, 1e-3, 0, torch.device("cpu")).binarize_gen is None
-    train_epoch(state, x, 64, 1, progress=False)
+    settings = TrainingSettings(batch_size=64, seed=0)
+    state = TrainState.new(config, settings, CPU)
+    assert TrainState.new({"hidden_dim": 16, "latent_dim": 2}, settings, CPU).binarize_gen is None
+    train_epoch(state, x, 1, settings, progress=False)
     buffer = io.BytesIO()
     torch.save(state.to_dict("key"), buffer)  # a copy, as on disk: the state's own tensors keep training
     saved = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     assert set(saved["rng"]) == {"shuffle", "noise", "binarize"}
-    after = train_epoch(state, x, 64, 2, progress=False)
-    resumed = TrainState.new(config, 1e-3, 0, torch.device("cpu"))
+    after = train_epoch(state, x, 2, settings, progress=False)
+    resumed = TrainState.new(config, settings, CPU)
     resumed.load_dict(saved)
-    assert train_epoch(resumed, x, 64, 2, progress=False) == after
+    assert train_epoch(resumed, x, 2, settings, progress=False) == after
     first = binarize(x, torch.Generator().manual_seed(1))
     assert set(first.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(fixed_binarization(x), fixed_binarization(x))  # every model is scored on the same bits
+
+
+def test_each_likelihood_prepares_its_training_and_held_out_pixels() -> None:
+    x = torch.rand(8, 784)
+    binarized = LIKELIHOODS["binarized"]
+    for grey in (BERNOULLI, CONTINUOUS):
+        assert grey.training_batch(x, None) is x and grey.held_out(x) is x and not grey.draws_pixels
+    drawn = binarized.training_batch(x, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, binarize(x, torch.Generator().manual_seed(3))) and binarized.draws_pixels
+    assert torch.equal(binarized.held_out(x), fixed_binarization(x))
+    assert {name: lik.test_nll_metric for name, lik in LIKELIHOODS.items()} == {
+        "bernoulli": None, "binarized": "binarized_test_nll", "continuous_bernoulli": None}
 
 
 def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
@@ -162,8 +173,8 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
         z = mu + torch.randn(mu.shape, generator=torch.Generator().manual_seed(5)) * (0.5 * logvar).exp()
         logits = model.decoder.logits(z)
         gen = torch.Generator().manual_seed(6)
-        binary = torch.stack([reconstruction_loss(logits, binarize(grey, gen), "bernoulli") for _ in range(draws)])
-        kl = grey_loss - reconstruction_loss(logits, grey, "bernoulli")
+        binary = torch.stack([BERNOULLI.nll(logits, binarize(grey, gen)) for _ in range(draws)])
+        kl = grey_loss - BERNOULLI.nll(logits, grey)
         spread = binary.std() / math.sqrt(draws)
         assert (binary.mean() + kl).item() == pytest.approx(grey_loss.item(), abs=4 * spread.item())
 
@@ -182,10 +193,11 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
 
 
 def test_fit_applies_the_lr_schedule_and_adam_eps() -> None:
-    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, 1e-3, 0, torch.device("cpu"), adam_eps=1e-4)
-    schedule = Schedule(lr=1e-3, lr_schedule="iwae", lr_schedule_epochs=4)  # epoch 3 is in a later stage
+    settings = TrainingSettings(batch_size=32, num_epochs=3, seed=0, lr=1e-3, adam_eps=1e-4, lr_schedule="iwae",
+                                lr_schedule_epochs=4)  # epoch 3 is in a later stage
+    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, settings, CPU)
     x = torch.rand(64, 784)
-    fit(state, x, x[:8], 32, 3, 0, progress=False, schedule=schedule)
+    fit(state, x, x[:8], settings, progress=False)
     group = state.optimizer.param_groups[0]
     assert group["eps"] == 1e-4
-    assert group["lr"] == schedule.lr_at(3) < 1e-3
+    assert group["lr"] == settings.lr_at(3) < 1e-3 and state.epoch == 3

@@ -1,10 +1,15 @@
 """A reproducible Variational Autoencoder pipeline for MNIST and Fashion-MNIST.
 
-The stage scripts in ``stages/`` are thin wrappers around this package: the data code
-(``vae.data``), the model and loss (``vae.model``), training (``vae.training``), what a
-run keeps (``vae.checkpoint``), evaluation (``vae.metrics``, ``vae.classifier``), latent
-embeddings (``vae.latents``) and figures (``vae.generate``, ``vae.figures``), so that
-tests call every piece directly.
+Three layers, one folder each:
+
+- the ML core, here: the data (``vae.data``), the model and its file (``vae.model``), the
+  likelihoods (``vae.likelihoods``), training (``vae.training``), evaluation (``vae.metrics``,
+  ``vae.classifier``), latent embeddings and densities (``vae.latents``, ``vae.latent_density``),
+  images and charts (``vae.generate``, ``vae.figures``), params (``vae.params``) and atomic file
+  output (``vae.io``). It knows nothing of DVC.
+- the stage runtime (``vae.runtime``): the stage command line, dvc.yaml read as data, the train
+  stage's run key and outputs. ``stages/`` are thin scripts over the core and the runtime.
+- studies over seeds, their reports and SLURM (``vae.studies``), and the notebook API (``vae.api``).
 
 For notebooks, ``import vae`` gives ``load_model``, ``load_latent_density``, ``load_metrics``, ``encode``,
 ``decode`` and ``sample`` (see ``vae.api``); they are imported on first use, so the

@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from vae.checkpoint import load_model as _load_model_file
 from vae.errors import UserError
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
 from vae.latent_density import load_latent_density as _load_density_file
 from vae.model import VAE, encode
-from vae.pipeline import metrics_files, named_paths
+from vae.model import load_model as _load_model_file
+from vae.runtime.dvc_yaml import metrics_files, named_paths
 
 __all__ = ["load_model", "load_latent_density", "load_metrics", "encode", "decode", "sample"]
 

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from vae import interrupt
 from vae.data.datasets import IMAGE_SHAPE
 from vae.errors import UserError
 from vae.io import load_torch, write_torch
 from vae.model import EVAL_BATCH
+from vae.training import BatchCallback
 
 log = logging.getLogger("vae")
 
@@ -45,9 +45,12 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int,
-                     progress: bool = True) -> Classifier:
-    """Adam on cross-entropy, batches in a seeded order: the same inputs give the same weights."""
+def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int, *,
+                     on_batch: BatchCallback | None = None, progress: bool = True) -> Classifier:
+    """Adam on cross-entropy, batches in a seeded order: the same inputs give the same weights.
+
+    ``on_batch(epoch, batch)`` runs after every step, as in ``vae.training.train_epoch``.
+    """
     torch.manual_seed(seed)
     model = Classifier().to(x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -61,7 +64,8 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            interrupt.check(epoch, i + 1)
+            if on_batch is not None:
+                on_batch(epoch, i + 1)
         log.info("epoch %d/%d | last batch loss %.4f", epoch, epochs, loss.item())
     return model.eval()
 

@@ -1,9 +1,61 @@
-"""The one exception type that reaches the user as a single line, not a traceback."""
+"""Errors that reach the user as a single line, not a traceback.
+
+A ``UserError`` is a problem the user can fix (bad params, missing data, no network). An
+``OSError`` of the environment (a full disk, a read-only or forbidden folder, a missing
+input file) is one too: ``environment_problem`` words it. Every other exception is a bug
+and stays loud, with its traceback.
+"""
+
+import errno
+import shutil
+from pathlib import Path
+
+MB = 2**20
 
 
 class UserError(Exception):
-    """A problem the user can fix (bad params, missing data, no network).
+    """A problem the user can fix: the message names the problem and the fix.
 
-    The message must name the problem and the fix; ``vae.cli.run_stage`` prints
-    it as one line and exits non-zero.
+    The stage runner (``vae.cli.run_stage``) prints it as one line and exits non-zero.
     """
+
+
+def _free_mb(path: Path) -> float | None:
+    """Free space on the filesystem holding ``path`` (its nearest existing folder), in MB."""
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            return shutil.disk_usage(folder).free / MB
+    return None
+
+
+def environment_problem(err: OSError) -> str | None:
+    """One line for an ``OSError`` the environment caused, naming the path and the fix; None for any other."""
+    path = Path(err.filename) if err.filename else None
+    where = f" {path}" if path else ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = getattr(err, "needed_bytes", None)
+        free = _free_mb(path) if path else None
+        size = f"{needed / MB:.1f} MB to write, " if needed is not None else ""
+        left = f"{free:.1f} MB free" if free is not None else "the disk is full"
+        more = f"at least {max(needed / MB - (free or 0), 0) + 1:.0f} MB" if needed is not None else "space"
+        kind = "no space left" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        return (f"{kind} writing{where} ({size}{left}); free {more} on that disk (or move the repository to "
+                "a bigger one), then rerun `dvc repro`")
+    if err.errno == errno.EROFS:
+        return f"cannot write{where}: its file system is read-only; make it writable, then rerun `dvc repro`"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        folder = path.parent if path else "the folder"
+        return (f"permission denied for{where}; give this user read and write access to it and to {folder} "
+                "(`ls -ld` shows the owner), then rerun `dvc repro`")
+    if err.errno == errno.ENOENT:
+        return f"{path or 'a file'} does not exist; run the stage that makes it (`dvc repro`) or restore it"
+    return None
+
+
+def one_line(err: BaseException) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback)."""
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, OSError):
+        return environment_problem(err)
+    return None

@@ -2,12 +2,9 @@
 
 Charts are drawn on ``matplotlib.figure.Figure`` objects, not through pyplot, so no
 display or backend is needed and a notebook that imports ``vae`` keeps its own.
-
-``python -m vae.figures --rev EXPERIMENT --out docs/samples.png`` draws the docs' figure:
-an experiment's prior samples beside its latent-density samples (``make samples-figure``).
 """
 
-import argparse
+import io
 from pathlib import Path
 
 import matplotlib
@@ -16,14 +13,15 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid, save_image
 
-from vae.io import atomic_path, write_figure
+from vae.io import write_bytes, write_figure
 from vae.model import VAE, images
 
 
 def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int) -> None:
     """Flat pixel rows (N, 784) as one PNG grid, ``nrow`` images per row (as the notebook)."""
-    with atomic_path(path) as tmp:
-        save_image(images(pixels.detach().cpu()), tmp, nrow=nrow, format="png")
+    buffer = io.BytesIO()
+    save_image(images(pixels.detach().cpu()), buffer, nrow=nrow, format="png")
+    write_bytes(path, buffer.getvalue())
 
 
 @torch.no_grad()
@@ -76,23 +74,3 @@ def side_by_side(path: str | Path, grids: dict[str, torch.Tensor], nrow: int = 8
     if title:
         fig.suptitle(title, fontsize=10)
     write_figure(path, fig, dpi=110)
-
-
-def main() -> None:
-    import vae
-
-    parser = argparse.ArgumentParser(description="An experiment's prior and latent-density samples, side by side")
-    parser.add_argument("--rev", default=None, help="an experiment, branch, tag or commit (default: the workspace)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    model = vae.load_model(rev=args.rev)
-    density = vae.load_latent_density(rev=args.rev)
-    side_by_side(args.out, {"from the prior N(0, I)": vae.sample(model, args.n, args.seed),
-                            "from the ex-post latent density": vae.sample(model, args.n, args.seed, density)},
-                 title=f"{args.rev or 'workspace'}: latent_dim {model.latent_dim}, seed {args.seed}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,11 +1,14 @@
-"""Atomic file output: every file a stage writes appears whole or not at all.
+"""Atomic file output: every file a stage writes appears whole or not at all, and so does every stage.
 
-Each writer goes to a temporary file in the destination folder, flushes it to
-disk, then renames it over the destination (an atomic step on POSIX), so a
-crash or a kill never leaves a half-written artifact behind.
+Each writer renders its file in memory, writes it to a temporary file in the destination
+folder, flushes it to disk, then renames it over the destination (an atomic step on POSIX),
+so a crash or a kill never leaves a half-written file behind. ``staged`` does the same for a
+stage's whole set of outputs (files and folders): they are written beside the final paths
+and moved into place together once the last is written.
 """
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -20,8 +23,13 @@ import torch
 
 from vae.errors import UserError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask (read once, on the first write: reading it means setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -32,7 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -42,17 +50,80 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def fresh_dir(path: str | Path) -> Path:
-    """Empty the output folder ``path`` (a stage writes all of it, so nothing stale stays)."""
-    path = Path(path)
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+def _staging_path(final: Path) -> Path:
+    return final.parent / f".{final.name}.staged"
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """Replace ``final`` (a file, a folder or nothing) with ``staging``."""
+    if final.is_dir() and not final.is_symlink():
+        old = final.parent / f".{final.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _as_output_error(err: OSError, staging: list[Path], finals: list[Path]) -> OSError:
+    """``err`` with its file named by the output it was written for, not by its temporary path."""
+    if err.filename is None:
+        return err
+    name = Path(err.filename)
+    for path, final in zip(staging, finals):
+        if name == path or path in name.parents:
+            renamed = OSError(err.errno, err.strerror, str(final if name == path else final / name.relative_to(path)))
+            renamed.needed_bytes = getattr(err, "needed_bytes", None)
+            return renamed
+    return err
+
+
+@contextlib.contextmanager
+def staged(*outputs: str | Path) -> Iterator[list[Path]]:
+    """Temporary paths beside a stage's ``outputs``, moved into place together once the block succeeds.
+
+    The stage writes each output at its temporary path (a file, or a folder it fills). If the
+    block fails, every temporary path is removed and the final paths hold what they held
+    before: the last complete outputs where DVC keeps them (``persist: true``), or nothing
+    where DVC deleted them before the stage ran; never a mixture. Leftovers of a killed
+    earlier run are removed first.
+    """
+    finals = [Path(out) for out in outputs]
+    staging = [_staging_path(final) for final in finals]
+    for path, final in zip(staging, finals):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove(path)
+    try:
+        yield staging
+        missing = [str(final) for path, final in zip(staging, finals) if not path.exists()]
+        if missing:
+            raise RuntimeError(f"the stage did not write {', '.join(missing)}")  # a bug in the stage, not the user's
+        for path, final in zip(staging, finals):
+            _move_into_place(path, final)
+    except OSError as err:
+        raise _as_output_error(err, staging, finals) from None
+    finally:
+        for path in staging:
+            _remove(path)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically; a failed write names the path and how much it needed."""
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as err:
+        failed = OSError(err.errno, err.strerror, str(path))
+        failed.needed_bytes = len(data)  # for the one-line message (vae.errors.environment_problem)
+        raise failed from None
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -68,8 +139,9 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     if any(a.dtype.hasobject for a in arrays.values()):
         raise TypeError("write_npz stores numeric arrays only; object arrays would need pickle to load")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -110,11 +182,11 @@ def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu") 
 
 def write_csv(path: str | Path, frame: Any) -> None:
     """Write a pandas DataFrame as CSV without its index."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_text(path, frame.to_csv(index=False))
 
 
 def write_figure(path: str | Path, fig: Any, **kwargs: Any) -> None:
     """Save a matplotlib ``Figure`` as PNG."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", **kwargs)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **kwargs)
+    write_bytes(path, buffer.getvalue())

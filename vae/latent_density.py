@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 from vae.errors import UserError
 from vae.io import load_npz, write_npz
@@ -52,6 +50,10 @@ class LatentDensity:
 
 def fit_latent_density(codes: torch.Tensor | np.ndarray, components: int, seed: int) -> LatentDensity:
     """A ``components``-Gaussian mixture with full covariances fit to ``codes`` (N, d) by EM, seeded."""
+    # scikit-learn only here: loading and sampling (all the notebook API does) need neither it nor the pandas it loads
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     x = codes.detach().cpu().double().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes, np.float64)
     if len(x) < components:
         raise UserError(f"latent_density_components = {components} but only {len(x)} codes to fit; lower it")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vae.classifier import Classifier, features_and_logits
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
-from vae.model import EVAL_BATCH, VAE, encode, fixed_binarization, gaussian_kl, log_weights
+from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl, log_weights
 from vae.training import evaluate_elbo
 
 # The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
@@ -234,19 +234,19 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     pixels, so the loss is the expected negative ELBO of Bernoulli-binarized test
     images, and both it and -bound are upper bounds on their expected NLL (README,
     "What the numbers bound"). ``binarized``: loss and bound are computed on one
-    fixed binarization of the test set (``fixed_binarization``), and
+    fixed binarization of the test set (the likelihood's ``held_out``), and
     ``binarized_test_nll`` = -bound is the papers' test NLL (at K = 5000).
     ``continuous_bernoulli``: a log-density of grey pixels, in nats, which can be
     positive and is comparable only between continuous models.
     """
-    scored = fixed_binarization(test_x) if model.likelihood == "binarized" else test_x
+    scored = model.likelihood.held_out(test_x)
     metrics: dict[str, float | int] = dict(evaluate_elbo(model, scored, seed))
     generator = torch.Generator(device=test_x.device).manual_seed(seed)
     bound = iwae_bound(model, scored, k, generator, progress=progress)
     metrics["iwae_log_likelihood_bound"] = float(bound.double().mean())
     metrics["iwae_k"] = int(k)
-    if model.likelihood == "binarized":
-        metrics["binarized_test_nll"] = -metrics["iwae_log_likelihood_bound"]
+    if model.likelihood.test_nll_metric is not None:
+        metrics[model.likelihood.test_nll_metric] = -metrics["iwae_log_likelihood_bound"]
     mu, logvar = encode(model, test_x)
     variance = variance_of_means(mu)
     is_active = active_unit_mask(variance)

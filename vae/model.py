@@ -7,24 +7,28 @@ p(x|z): ``bernoulli`` (the notebook's, on grey levels), ``binarized`` (the same 
 pixels drawn as 0/1, the papers' dynamically binarized MNIST) or
 ``continuous_bernoulli`` (a normalized density on [0, 1]).
 
-Module names match the notebook's, so its ``state_dict`` files load here and ours there.
+The likelihoods are objects of ``vae.likelihoods``. A model file (``save_model``,
+``load_model``) holds the architecture beside the weights. Module names match the
+notebook's, so its ``state_dict`` files load here and ours there.
 Sampling takes an optional ``torch.Generator`` so that every random draw of the
 pipeline comes from a generator whose state is saved in the checkpoints.
 """
 
 import math
+from pathlib import Path
+from typing import BinaryIO
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vae.data.datasets import IMAGE_SHAPE
+from vae.io import load_torch, write_torch
+from vae.likelihoods import LIKELIHOODS, Bernoulli
 
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics never depend on a knob
 
 
-LIKELIHOODS = ("bernoulli", "binarized", "continuous_bernoulli")
 OBJECTIVES = ("elbo", "iwae")
 _LOG_2PI = math.log(2 * math.pi)
 ARCHITECTURES = ("mlp", "conv")
@@ -70,7 +74,8 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(x.flatten(1))  # the MLP's nn.Flatten stays: it keeps the notebook's layer numbers
-        return self.fc_mu(h), self.fc_logvar(h)
+        # float32 out, also under bf16 autocast (a no-op in float32): what follows stays float32
+        return self.fc_mu(h).float(), self.fc_logvar(h).float()
 
 
 class Decoder(nn.Module):
@@ -81,7 +86,8 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int, hidden_layers: int = 2,
-                 activation: str = "relu", architecture: str = "mlp", likelihood: str = "bernoulli") -> None:
+                 activation: str = "relu", architecture: str = "mlp",
+                 likelihood: Bernoulli = LIKELIHOODS["bernoulli"]) -> None:
         super().__init__()
         self.likelihood = likelihood
         if architecture == "conv":
@@ -99,22 +105,21 @@ class Decoder(nn.Module):
             self.net = nn.Sequential(*_mlp([latent_dim] + [hidden_dim] * hidden_layers, activation),
                                      nn.Linear(hidden_dim, output_dim), nn.Sigmoid())
 
+    @property
+    def output_layer(self) -> nn.Linear | nn.ConvTranspose2d:
+        """The layer whose outputs are the logits (its bias is the output bias)."""
+        return next(m for m in reversed(self.net) if isinstance(m, nn.Linear | nn.ConvTranspose2d))
+
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """The pre-sigmoid outputs a, with sigmoid(a) the Bernoulli means; losses are computed from these."""
         *layers, _sigmoid = self.net  # not self.net[:-1], which builds a new Sequential per call
         for layer in layers:
             z = layer(z)
-        return z
+        return z.float()  # float32 also under bf16 autocast: losses are computed in float32
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """The mean of p(x|z) of each pixel: what sample and reconstruction images show.
-
-        The continuous Bernoulli's mean is not its parameter sigmoid(a), so it is
-        computed (by ``torch.distributions``); the Bernoulli's is sigmoid(a).
-        """
-        if self.likelihood == "continuous_bernoulli":
-            return torch.distributions.ContinuousBernoulli(logits=self.logits(z)).mean
-        return self.net(z)
+        """The mean of p(x|z) of each pixel: what sample and reconstruction images show."""
+        return self.likelihood.mean(self.logits(z))
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
@@ -137,14 +142,14 @@ class VAE(nn.Module):
                        **{key: value for key, value in options.items() if value != DEFAULTS[key]}}
         shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
         self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
-        self.decoder = Decoder(latent_dim, hidden_dim, input_dim, **shape, likelihood=likelihood)
+        self.decoder = Decoder(latent_dim, hidden_dim, input_dim, **shape, likelihood=LIKELIHOODS[likelihood])
 
     @property
     def latent_dim(self) -> int:
         return self.config["latent_dim"]
 
     @property
-    def likelihood(self) -> str:
+    def likelihood(self) -> Bernoulli:
         return self.decoder.likelihood
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -173,57 +178,15 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
-    """log C(lambda) of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), lambda = sigmoid(a).
-
-    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), which in terms of the logit is
-    a / tanh(a / 2); near a = 0 (lambda = 1/2, where both vanish) its Taylor series 2 + a^2 / 6.
-    """
-    small = logits.abs() < 1e-2
-    safe = torch.where(small, torch.ones_like(logits), logits)  # no 0/0, not even in the unused branch
-    return torch.where(small, 2 + logits.square() / 6, safe / torch.tanh(safe / 2)).log()
-
-
-def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, likelihood: str,
-                        reduction: str = "sum") -> torch.Tensor:
-    """-log p(x|z) from the decoder's logits: summed (``"sum"``) or per pixel (``"none"``).
-
-    ``bernoulli`` and ``binarized``: the notebook's ``BCELoss(reduction="sum")`` of
-    x_hat = sigmoid(logits), computed from the logits (``binary_cross_entropy_with_logits``):
-    the same value wherever x_hat is representable, exact where sigmoid rounds to 0 or 1 in
-    float32 (the notebook's loss is clamped there and its gradient vanishes), and 3-4x cheaper
-    on the CPU. On grey pixels this is not a density; ``binarized`` feeds it 0/1 pixels.
-    ``continuous_bernoulli``: the same minus log C(lambda), a normalized density on [0, 1].
-    """
-    nll = F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction=reduction)
-    if likelihood == "continuous_bernoulli":
-        log_norm = continuous_bernoulli_log_norm(logits)
-        nll = nll - (log_norm.sum() if reduction == "sum" else log_norm)
-    return nll
-
-
-def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Pixels drawn as Bernoulli(x): dynamic binarization (a new draw every time an image is used)."""
-    return torch.bernoulli(x, generator=generator)
-
-
-EVAL_BINARIZATION_SEED = 0  # not the seed param: every model is scored on the same bits
-
-
-def fixed_binarization(x: torch.Tensor) -> torch.Tensor:
-    """The one binarization of held-out images (validation, test) that every model is scored on."""
-    return binarize(x, torch.Generator(x.device).manual_seed(EVAL_BINARIZATION_SEED))
-
-
 def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             likelihood: str = "bernoulli") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             likelihood: Bernoulli = LIKELIHOODS["bernoulli"]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The negative ELBO summed over pixels and the batch: (recon + KL, recon, KL).
 
-    recon is ``reconstruction_loss``; KL the analytic -0.5 * sum(1 + log sigma^2 - mu^2 -
+    recon is the likelihood's ``nll``; KL the analytic -0.5 * sum(1 + log sigma^2 - mu^2 -
     sigma^2). With the default likelihood, the notebook's loss. Divide by the batch size for
     per-image values.
     """
-    recon = reconstruction_loss(logits, x, likelihood)
+    recon = likelihood.nll(logits, x)
     kld = gaussian_kl(mu, logvar).sum()
     return recon + kld, recon, kld
 
@@ -249,8 +212,7 @@ def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torc
     b, c, d = eps.shape
     z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
     logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
-    log_px_z = -reconstruction_loss(logits, x.unsqueeze(1).expand_as(logits), model.likelihood,
-                                    reduction="none").sum(-1)
+    log_px_z = -model.likelihood.nll(logits, x.unsqueeze(1).expand_as(logits), reduction="none").sum(-1)
     log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
     log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
     return log_px_z, log_pz, log_qz_x
@@ -286,3 +248,19 @@ def multi_sample_objective(model: VAE, x: torch.Tensor, objective: str, samples:
     recon = -log_px_z[:, 0].sum()
     kld = gaussian_kl(mu, logvar).sum()
     return -bound.sum(), recon + kld, recon, kld
+
+
+def save_model(path: str | Path, model: VAE) -> None:
+    """The model file: the architecture (``config``) beside the weights, pickle-free."""
+    write_torch(path, {"config": model.config, "model": model.state_dict()})
+
+
+def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> VAE:
+    """Rebuild the VAE of a model file, a per-epoch weights file or a training state, in eval mode.
+
+    All three store the architecture (``config``) beside the weights (``model``).
+    """
+    saved = load_torch(path, device)
+    model = VAE(**saved["config"]).to(device)
+    model.load_state_dict(saved["model"])
+    return model.eval()

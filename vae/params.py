@@ -16,8 +16,9 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
-from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, LIKELIHOODS, OBJECTIVES
-from vae.training import IWAE_EPOCHS, LR_SCHEDULES
+from vae.likelihoods import LIKELIHOODS
+from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, OBJECTIVES
+from vae.training import IWAE_EPOCHS, LR_SCHEDULES, PRECISIONS
 
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
 
@@ -59,6 +60,7 @@ class Params:
     save_every: int
     objective: str
     train_samples: int
+    precision: str
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of ``vae.model.VAE`` that these params choose."""
@@ -120,6 +122,7 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "save_every": (int, _positive, "an integer > 0"),
     "objective": _one_of(*OBJECTIVES),
     "train_samples": (int, _positive, "an integer > 0 (latent samples per image in each training step)"),
+    "precision": _one_of(*PRECISIONS),
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
@@ -187,8 +190,8 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     return Params(**values)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate a params file; every stage calls this before doing any work."""
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params file (the stages' is params.yaml) before any work is done."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

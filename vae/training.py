@@ -8,18 +8,18 @@ Every random draw comes from generators (batch order, latent noise, and with the
 checkpoint, so a resumed run is bit-identical to an uninterrupted one.
 """
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from vae import interrupt
 from vae.errors import UserError
-from vae.model import EVAL_BATCH, VAE, binarize, multi_sample_objective, negative_elbo
+from vae.model import EVAL_BATCH, VAE, multi_sample_objective, negative_elbo
 
 log = logging.getLogger("vae")
 
@@ -31,6 +31,20 @@ OBJECTIVE_COLUMN = "train_objective"  # the loss a multi-sample objective minimi
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
 IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
 LR_SCHEDULES = ("constant", "iwae")
+BatchCallback = Callable[[int, int], None]  # (epoch, batch), after every training step
+PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
+
+
+def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Where a training step's forward pass runs: float32, or ``bf16-mixed``'s autocast to bfloat16.
+
+    Under autocast the networks' matrix products run in bfloat16 (CPUs with AVX512-BF16 or AMX,
+    GPUs since Ampere, do them natively); the networks return float32 (``vae.model``), so the
+    noise, the losses, the KL, the IWAE log-weights and the optimizer stay float32.
+    """
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def make_optimizer(model: VAE, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
@@ -44,8 +58,8 @@ def logit_of_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """What each step minimizes, and how the learning rate and the KL term's weight change during training.
+class TrainingSettings:
+    """How a model is trained: every param of the train stage but the model's architecture.
 
     ``objective`` and ``train_samples``: the notebook's one-sample ELBO (``elbo``, 1), the
     ELBO averaged over k samples, or the k-sample importance-weighted bound (``iwae``).
@@ -54,15 +68,30 @@ class Schedule:
     epochs at ``lr * 10^(-i/7)`` (3280 epochs), scaled to span ``lr_schedule_epochs``.
     The KL weight rises linearly, batch by batch, from 0 to ``beta`` over the first
     ``kl_warmup_epochs`` epochs (Bowman et al. 2016), and stays at ``beta`` without warm-up.
+
+    ``precision``: ``32-true``, or ``bf16-mixed``, the forward pass under autocast to bfloat16.
     """
 
+    batch_size: int = 128
+    num_epochs: int = 20
+    seed: int = 42  # initialization, batch order, noise
     lr: float = 1e-3
+    adam_eps: float = 1e-8
     lr_schedule: str = "constant"
     lr_schedule_epochs: int = IWAE_EPOCHS
     beta: float = 1.0
     kl_warmup_epochs: int = 0
     objective: str = "elbo"  # or iwae: Burda et al.'s k-sample bound
     train_samples: int = 1  # latent samples per image and step (k)
+    precision: str = "32-true"
+
+    @classmethod
+    def from_params(cls, params: Any) -> "TrainingSettings":
+        """The settings a ``vae.params.Params`` chooses: its keys of the same names.
+
+        (Typed ``Any``: ``vae.params`` imports this module for the allowed values.)
+        """
+        return cls(**{field.name: getattr(params, field.name) for field in fields(cls)})
 
     @property
     def multi_sample(self) -> bool:
@@ -97,19 +126,20 @@ class TrainState:
     history: list[dict[str, float]] | None = None
 
     @classmethod
-    def new(cls, model_config: dict[str, Any], lr: float, seed: int, device: torch.device,
-            adam_eps: float = 1e-8, output_bias: torch.Tensor | None = None) -> "TrainState":
-        """A fresh model (``VAE(**model_config)``, seeded init), its Adam and generators.
+    def new(cls, model_config: dict[str, Any], settings: TrainingSettings, device: torch.device,
+            output_bias: torch.Tensor | None = None) -> "TrainState":
+        """A fresh model (``VAE(**model_config)``, initialized from ``settings.seed``), its Adam and generators.
 
-        ``output_bias`` replaces the decoder's last bias (MLP only), e.g. ``logit_of_mean``.
+        ``output_bias`` replaces the decoder's output bias (MLP only), e.g. ``logit_of_mean``.
         """
+        seed = settings.seed
         torch.manual_seed(seed)  # weight initialization
         model = VAE(**model_config).to(device)
         if output_bias is not None:
             with torch.no_grad():
-                model.decoder.net[-2].bias.copy_(output_bias)
-        binarize_gen = torch.Generator(device).manual_seed(seed + 2) if model.likelihood == "binarized" else None
-        return cls(model, make_optimizer(model, lr, adam_eps),
+                model.decoder.output_layer.bias.copy_(output_bias)
+        binarize_gen = torch.Generator(device).manual_seed(seed + 2) if model.likelihood.draws_pixels else None
+        return cls(model, make_optimizer(model, settings.lr, settings.adam_eps),
                    torch.Generator().manual_seed(seed),
                    torch.Generator(device=device).manual_seed(seed + 1), binarize_gen, 0, [])
 
@@ -124,7 +154,7 @@ class TrainState:
 
     def to_dict(self, run_key: str) -> dict[str, Any]:
         return {
-            "run_key": run_key,  # what the run was trained from (vae.checkpoint.run_key)
+            "run_key": run_key,  # what the run was trained from (vae.runtime.run_key)
             "epoch": self.epoch,
             "config": self.model.config,
             "model": self.model.state_dict(),
@@ -148,13 +178,14 @@ class TrainState:
             row["epoch"] = int(row["epoch"])
 
 
-def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
-                progress: bool = True, schedule: Schedule = Schedule()) -> dict[str, float]:
+def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: TrainingSettings, *,
+                on_batch: BatchCallback | None = None, progress: bool = True) -> dict[str, float]:
     """One pass over ``x`` in shuffled batches; returns per-image loss, recon and KL.
 
-    The step minimizes recon + w * KL with w from ``schedule`` (or ``schedule``'s multi-sample
-    objective, whose value per image is returned too, as ``objective``); the loss returned is
-    the unweighted one-sample negative ELBO, whatever the step minimized.
+    The step minimizes recon + w * KL with w from ``settings`` (or its multi-sample objective,
+    whose value per image is returned too, as ``objective``); the loss returned is the
+    unweighted one-sample negative ELBO, whatever the step minimized. ``on_batch(epoch, batch)``
+    runs after every step (batches count from 1).
 
     Batch losses are kept on the device and checked once per epoch (no per-batch
     synchronization); a non-finite one raises ``UserError`` naming the epoch and
@@ -164,29 +195,30 @@ def train_epoch(state: TrainState, x: torch.Tensor, batch_size: int, epoch: int,
     model.train()
     n = len(x)
     order = torch.randperm(n, generator=state.shuffle_gen).to(x.device)
-    starts = range(0, n, batch_size)
-    terms = TERMS + (("objective",) if schedule.multi_sample else ())
+    starts = range(0, n, settings.batch_size)
+    terms = TERMS + (("objective",) if settings.multi_sample else ())
     sums = torch.zeros(len(starts), len(terms), device=x.device)
     for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", unit="batch", leave=False,
                                    disable=None if progress else True, mininterval=1.0)):
         # index_select copies whole rows; x[idx] goes through the general indexing kernel, ~4x slower
-        xb = x.index_select(0, order[start:start + batch_size])
-        if state.binarize_gen is not None:
-            xb = binarize(xb, state.binarize_gen)
-        weight = schedule.kl_weight_at(epoch - 1 + i / len(starts))
-        if schedule.multi_sample:
-            objective, loss, recon, kld = multi_sample_objective(model, xb, schedule.objective, schedule.train_samples,
-                                                                 state.noise_gen, weight)
-            values = (loss.detach(), recon.detach(), kld.detach(), objective.detach())
-        else:
-            loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
-            objective = loss if weight == 1.0 else recon + weight * kld
-            values = (loss.detach(), recon.detach(), kld.detach())
+        xb = model.likelihood.training_batch(x.index_select(0, order[start:start + settings.batch_size]),
+                                             state.binarize_gen)
+        weight = settings.kl_weight_at(epoch - 1 + i / len(starts))
+        with forward_precision(settings.precision, x.device):
+            if settings.multi_sample:
+                objective, loss, recon, kld = multi_sample_objective(model, xb, settings.objective,
+                                                                     settings.train_samples, state.noise_gen, weight)
+                values = (loss.detach(), recon.detach(), kld.detach(), objective.detach())
+            else:
+                loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
+                objective = loss if weight == 1.0 else recon + weight * kld
+                values = (loss.detach(), recon.detach(), kld.detach())
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
         torch.stack(values, out=sums[i])  # no temporary
-        interrupt.check(epoch, i + 1)
+        if on_batch is not None:
+            on_batch(epoch, i + 1)
     bad = (~torch.isfinite(sums[:, 0])).nonzero()
     if len(bad):
         raise UserError(f"non-finite loss at epoch {epoch}, batch {int(bad[0]) + 1}; the last good "
@@ -206,25 +238,25 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int) -> dict[str, float]:
     return dict(zip(TERMS, (sums / len(x)).tolist()))
 
 
-def fit(state: TrainState, train_x: torch.Tensor, val_x: torch.Tensor, batch_size: int,
-        num_epochs: int, seed: int, on_epoch: Callable[[TrainState], None] | None = None,
-        progress: bool = True, schedule: Schedule = Schedule()) -> TrainState:
-    """Train from ``state.epoch`` to ``num_epochs``, calling ``on_epoch`` after each epoch.
+def fit(state: TrainState, train_x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettings, *,
+        on_epoch: Callable[[TrainState], None] | None = None, on_batch: BatchCallback | None = None,
+        progress: bool = True) -> TrainState:
+    """Train from ``state.epoch`` to ``settings.num_epochs``, calling ``on_epoch`` after each epoch.
 
-    With the ``binarized`` likelihood, ``val_x`` should be binarized once by the caller
-    (``vae.model.fixed_binarization``), so that every epoch is validated on the same bits.
+    ``val_x`` is scored as given: prepare it once with the likelihood's ``held_out`` (the
+    ``binarized`` likelihood validates every epoch on the same bits).
 
-    ``on_epoch`` is where the caller saves a checkpoint; an interruption loses
-    at most the epoch in progress.
+    ``on_epoch`` is where the caller saves a checkpoint; an interruption loses at most the
+    epoch in progress. ``on_batch(epoch, batch)`` runs after every step (``train_epoch``).
     """
+    num_epochs = settings.num_epochs
     epochs = tqdm(range(state.epoch + 1, num_epochs + 1), desc="training", unit="epoch",
                   initial=state.epoch, total=num_epochs, disable=None if progress else True)
     for epoch in epochs:
-        if schedule.lr_schedule != "constant":
-            for group in state.optimizer.param_groups:
-                group["lr"] = schedule.lr_at(epoch)
-        train = train_epoch(state, train_x, batch_size, epoch, progress, schedule)
-        val = evaluate_elbo(state.model, val_x, seed)
+        for group in state.optimizer.param_groups:
+            group["lr"] = settings.lr_at(epoch)
+        train = train_epoch(state, train_x, epoch, settings, on_batch=on_batch, progress=progress)
+        val = evaluate_elbo(state.model, val_x, settings.seed)
         if not all(math.isfinite(v) for v in val.values()):
             raise UserError(f"non-finite validation loss after epoch {epoch}; the last good "
                             "checkpoint is kept; lower lr or check the data, then rerun")

@@ -75,3 +75,9 @@ def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.T
     """uint8 images (N, 28, 28) -> float32 (N, 784) in [0, 1], as ``ToTensor`` then flatten."""
     x = torch.as_tensor(np.array(images.reshape(len(images), -1)), device=device)  # a writable copy
     return x.to(torch.float32).div_(255)
+
+
+def load_images(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """One split's images as float pixels (N, 784) on ``device`` and its labels: what the stages read."""
+    images, labels = load_split(path)
+    return to_tensor(images, device), labels

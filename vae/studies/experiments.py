@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vae.errors import UserError
-from vae.pipeline import read_stage
+from vae.runtime.dvc_yaml import read_stage
 from vae.studies.spec import Run, Study
 
 log = logging.getLogger("vae")
@@ -74,22 +74,33 @@ def parse_exp_show(rows: list[dict[str, Any]]) -> list[Experiment]:
     return found
 
 
+def oldest_first(dates: dict[str, int]) -> list[str]:
+    """Commits by their commit date (``dates``: commit -> seconds since the epoch), oldest first; equal dates by
+    hash, so the order is the same on every call."""
+    return sorted(dates, key=lambda commit: (dates[commit], commit))
+
+
 def baselines() -> list[str]:
-    """The commits that experiments were run from (their refs are refs/exps/ab/cdef.../NAME), and HEAD."""
+    """The commits that experiments were run from (their refs are refs/exps/ab/cdef.../NAME), and HEAD, oldest
+    first: a run done at two commits then has its newest row last, which is the one the report keeps."""
     refs = command("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()
     found = {"".join(ref.split("/")[2:4]) for ref in refs if len(ref.split("/")) == 5}
-    return sorted(found | {command("git", "rev-parse", "HEAD").strip()})
+    commits = found | {command("git", "rev-parse", "HEAD").strip()}
+    shown = command("git", "log", "--no-walk=unsorted", "--format=%H %ct", *sorted(commits)).split()
+    return oldest_first({commit: int(date) for commit, date in zip(shown[::2], shown[1::2])})
 
 
 def experiments(all_commits: bool = False) -> list[Experiment]:
-    """This repository's experiments: of HEAD, or of every commit that has some.
+    """This repository's experiments: of HEAD, or of every commit that has some, oldest commit first.
 
     ``dvc exp show -A`` would read every commit of the history (47 s for 90 commits on 2 cores);
-    asking for the experiments' own baselines reads only those.
+    asking for the experiments' own baselines reads only those. DVC lists them in an order of its own,
+    so they are put in the order of ``baselines()`` here.
     """
-    revs = [arg for rev in baselines() for arg in ("--rev", rev)] if all_commits else []
-    out = command("dvc", "exp", "show", "--json", "-n", "1", *revs)
-    return parse_exp_show(json.loads(out))
+    commits = baselines() if all_commits else []
+    out = command("dvc", "exp", "show", "--json", "-n", "1", *(arg for rev in commits for arg in ("--rev", rev)))
+    order = {commit: i for i, commit in enumerate(commits)}
+    return sorted(parse_exp_show(json.loads(out)), key=lambda exp: order.get(exp.baseline, len(order)))
 
 
 def environment(exp: Experiment) -> dict[str, Any]:

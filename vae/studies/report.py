@@ -5,14 +5,23 @@ threads, torch) and every metric. ``make report`` adds the rows of the experimen
 and keeps every earlier row, so a study can be run in parts, on several days or machines;
 the summary is made from the CSV alone, from the latest row of each run.
 
-Intervals: the difference of a configuration's mean to the baseline's is given with a 95%
-Welch interval (unequal variances, Welch-Satterthwaite degrees of freedom); differences of
-two metrics of the same runs (``compare``) with a paired t interval. A difference whose
-interval excludes zero is marked; every other one is within the run-to-run noise.
+Intervals (scipy's t tests): the difference of a configuration's mean to its baseline's is
+given with a 95% Welch interval (unequal variances, Welch-Satterthwaite degrees of freedom);
+the baseline is the study's one, or the configuration's own where ``baseline:`` pairs
+configurations up (the report then names both: ``bf16-latent-2 − fp32-latent-2``);
+differences of two metrics of the same runs (``compare``) with a paired t interval; a study
+without a baseline gets its mean minus a published number with a one-sample t interval. A
+difference whose interval excludes zero is marked; one whose interval contains zero is
+within the run-to-run noise; with one run on a side, or when no run of either side varies
+("no spread"), there is no interval. The section "What the intervals say" states each of
+these in words, quoting the tables' numbers, and the figure draws the differences.
 """
 
 import math
+import warnings
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +39,17 @@ RUN_COLUMNS = ("experiment", "configuration", "dataset", "seed")
 PROVENANCE_COLUMNS = ("commit", "code", "cpu", "threads", "torch")
 CONFIDENCE = 0.95
 MARK = "**"  # a difference whose interval excludes zero is printed in bold
+ONE_RUN, NO_SPREAD, NOISE = "n = 1", "no spread", "within the noise"  # an Interval's kinds besides higher and lower
+# Metrics whose scale is set by the likelihood: a model of another likelihood scores another quantity
+# (docs/metrics.md), so its difference to its baseline's is on no common scale.
+LIKELIHOOD_METRICS = frozenset({"loss", "recon", "train_loss", "train_recon", "val_loss", "val_recon",
+                                "iwae_log_likelihood_bound", "binarized_test_nll"})
+
+Groups = list[tuple[str, str, pd.DataFrame]]
 
 
 def rows_from_experiments(study: Study, found: list[Experiment]) -> list[dict[str, Any]]:
-    """One CSV row per finished experiment of a planned run of ``study``."""
+    """One CSV row per finished experiment of a planned run of ``study``, in the order of ``found``."""
     planned = {run.name: run for run in study.runs()}
     versions = {baseline: code_version(baseline) for baseline in {exp.baseline for exp in found}}
     rows = []
@@ -52,16 +68,19 @@ def rows_from_experiments(study: Study, found: list[Experiment]) -> list[dict[st
 
 
 def merge(old: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """``old`` with ``rows`` added; a row of the same run at the same commit replaces the old one."""
+    """``old`` with ``rows`` added after it; a row of the same run at the same commit replaces the old one
+    in its place, so the rows stay in the order the runs were first recorded (what ``latest`` relies on)."""
     new = pd.DataFrame(rows)
     if new.empty:
         return old
     if old.empty:
         return new.reset_index(drop=True)
     key = ["experiment", "commit"]
-    kept = old[~old.set_index(key).index.isin(new.set_index(key).index)]
     columns = list(dict.fromkeys([*old.columns, *new.columns]))
-    return pd.concat([kept, new], ignore_index=True)[columns]
+    both = pd.concat([old, new], ignore_index=True)[columns]
+    place = both.groupby(key, sort=False).ngroup()  # numbered in order of first appearance
+    kept = both.drop_duplicates(key, keep="last").index
+    return both.loc[place.loc[kept].sort_values(kind="stable").index].reset_index(drop=True)
 
 
 def read_record(path: Path) -> pd.DataFrame:
@@ -69,32 +88,40 @@ def read_record(path: Path) -> pd.DataFrame:
 
 
 def latest(record: pd.DataFrame) -> pd.DataFrame:
-    """The last row of each run (rows are in the order they were added)."""
+    """The last row of each run (rows are in the order they were recorded: commits oldest first)."""
     return record.drop_duplicates("experiment", keep="last") if len(record) else record
 
 
-def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its Welch t interval; (d, nan, nan) when either side has fewer than 2 runs."""
-    d = float(np.mean(a) - np.mean(b))
-    if len(a) < 2 or len(b) < 2:
+def _t_interval(d: float, samples: tuple[np.ndarray, ...], test: Callable[[], Any],
+                confidence: float) -> tuple[float, float, float]:
+    """``d`` and the bounds of scipy's t ``test``: nan bounds when a sample has one run, ``d, d`` when no
+    sample varies (no spread; scipy's bounds of equal floats, 0.7 against 0.7, differ in their last bits)."""
+    if min(len(s) for s in samples) < 2:
         return d, math.nan, math.nan
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if all(np.ptp(s) == 0 for s in samples):
         return d, d, d
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
-    return d, d - half, d + half
+    with warnings.catch_warnings():  # scipy warns of one side of equal counts (active_units); their variance is 0
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        ci = test().confidence_interval(confidence)
+    return d, float(ci.low), float(ci.high)
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its Welch t interval (``_t_interval`` says when there is none)."""
+    return _t_interval(float(np.mean(a) - np.mean(b)), (a, b), lambda: stats.ttest_ind(a, b, equal_var=False),
+                       confidence)
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """mean(a - b) over the same runs and its paired t interval (nan bounds below 2 runs)."""
+    """mean(a - b) over the same runs and its paired t interval."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    d = float(diff.mean())
-    if len(diff) < 2:
-        return d, math.nan, math.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, len(diff) - 1)) * float(diff.std(ddof=1)) / math.sqrt(len(diff))
-    return d, d - half, d + half
+    return _t_interval(float(diff.mean()), (diff,), lambda: stats.ttest_rel(a, b), confidence)
+
+
+def mean_interval(a: np.ndarray, value: float, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """mean(a) - value and its one-sample t interval: ``value`` lies inside a's interval when it contains 0."""
+    shifted = np.asarray(a, dtype=float) - value
+    return _t_interval(float(shifted.mean()), (shifted,), lambda: stats.ttest_1samp(shifted, 0.0), confidence)
 
 
 def _decimals(values: pd.Series) -> int:
@@ -102,15 +129,92 @@ def _decimals(values: pd.Series) -> int:
     return 2 if values.abs().median() >= 10 else 3
 
 
-def _number(x: float, decimals: int) -> str:
-    return f"{x:.{decimals}f}" if math.isfinite(x) else "-"
+def _number(x: float, decimals: int, signed: bool = False) -> str:
+    return f"{x:{'+' if signed else ''}.{decimals}f}" if math.isfinite(x) else "-"
 
 
-def _interval(d: float, lo: float, hi: float, decimals: int) -> str:
-    if math.isnan(lo):
-        return f"{_number(d, decimals)} (n < 2)"
-    text = f"{_number(d, decimals)} [{_number(lo, decimals)}, {_number(hi, decimals)}]"
-    return f"{MARK}{text}{MARK}" if lo > 0 or hi < 0 else text
+@dataclass(frozen=True)
+class Interval:
+    """A difference with its 95% interval, as ``welch_interval`` and its kin return it, printed with a metric's
+    decimals (``signed``: with a ``+`` on a positive difference)."""
+
+    d: float
+    lo: float
+    hi: float
+    decimals: int
+    signed: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``higher`` or ``lower`` (the interval excludes zero), ``within the noise`` (it contains zero), or why
+        there is no interval: ``n = 1`` (one run on a side) or ``no spread`` (no run of either side varies)."""
+        if math.isnan(self.lo):
+            return ONE_RUN
+        if self.lo == self.hi:
+            return NO_SPREAD
+        return "higher" if self.lo > 0 else "lower" if self.hi < 0 else NOISE
+
+    @property
+    def resolved(self) -> bool:
+        return self.kind in ("higher", "lower")
+
+    @property
+    def exists(self) -> bool:
+        return self.kind not in (ONE_RUN, NO_SPREAD)
+
+    def number(self) -> str:
+        """The difference alone."""
+        return _number(self.d, self.decimals, self.signed)
+
+    def text(self) -> str:
+        """``d [lo, hi]``, or ``d (n = 1)`` and ``d (no spread)`` where there is no interval."""
+        if not self.exists:
+            return f"{self.number()} ({self.kind})"
+        return f"{self.number()} [{_number(self.lo, self.decimals)}, {_number(self.hi, self.decimals)}]"
+
+    def cell(self) -> str:
+        """The text for a table, bold where the interval excludes zero."""
+        return f"{MARK}{self.text()}{MARK}" if self.resolved else self.text()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One interval of the report: where (dataset, configuration), of what (a metric or a pair of them)."""
+
+    dataset: str
+    configuration: str
+    what: str  # a metric, or ``a − b``
+    interval: Interval
+    comparable: bool = True  # False: a likelihood metric of another likelihood than the baseline's
+    versus: str = ""  # the configuration's own baseline, where the study pairs configurations up
+
+    @property
+    def label(self) -> str:
+        """The configuration, or ``configuration − its baseline`` where it has a baseline of its own."""
+        return f"{self.configuration} − {self.versus}" if self.versus else self.configuration
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """A published value beside the study's runs, with the interval it is judged by, if any: the difference to
+    the baseline (``target``: the paper's difference) or, without a baseline, the study's mean minus the published
+    value (``target`` 0: the published value lies inside the study's interval when that one contains zero)."""
+
+    dataset: str
+    configuration: str
+    metric: str
+    runs: pd.Series
+    theirs: float
+    decimals: int
+    interval: Interval | None = None
+    target: float = 0.0
+    baseline: str = ""  # the configuration the interval's difference is to
+
+    def inside(self) -> str:
+        """``yes`` or ``no``: whether ``target`` lies inside the interval; ``-`` where there is none."""
+        if self.interval is None or not self.interval.exists:
+            return "-"
+        return "yes" if self.interval.lo <= self.target <= self.interval.hi else "no"
 
 
 def _count(n: int | str, noun: str) -> str:
@@ -123,7 +227,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def _groups(runs: pd.DataFrame, study: Study) -> list[tuple[str, str, pd.DataFrame]]:
+def _groups(runs: pd.DataFrame, study: Study) -> Groups:
     """(dataset, configuration, its runs) in the study file's order, then any other configuration."""
     order = list(study.configurations) + sorted(set(runs["configuration"]) - set(study.configurations))
     return [(dataset, config, part) for dataset in study.datasets for config in order
@@ -133,6 +237,178 @@ def _groups(runs: pd.DataFrame, study: Study) -> list[tuple[str, str, pd.DataFra
 def _missing(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> list[str]:
     have = set(runs["experiment"]) if len(runs) else set()
     return [f"{run.name} ({states.get(run.name, 'not run')})" for run in study.runs() if run.name not in have]
+
+
+def _likelihood(part: pd.DataFrame) -> frozenset[str]:
+    """The likelihoods these runs trained with, as the CSV records them (none recorded: params.yaml's, for all)."""
+    return frozenset(part["likelihood"].astype(str)) if "likelihood" in part.columns else frozenset()
+
+
+def _to(study: Study, quote: str = "`", own: str = "each configuration's baseline") -> str:
+    """What the differences are to, for a heading: the one baseline in ``quote``s, or ``own`` where the study
+    gives each configuration its own (the rows then name it)."""
+    return f"{quote}{study.baseline}{quote}" if isinstance(study.baseline, str) else own
+
+
+def _against(study: Study, groups: Groups) -> dict[tuple[str, str], tuple[str, pd.DataFrame]]:
+    """(dataset, configuration) -> its baseline and the baseline's runs on that dataset, for each configuration
+    whose baseline has runs there."""
+    runs = {(d, c): p for d, c, p in groups}
+    return {(d, c): (b, runs[d, b]) for d, c, _ in groups if (b := study.baseline_of(c)) and (d, b) in runs}
+
+
+def _differences(study: Study, groups: Groups, metrics: list[str], places: dict[str, int]) -> list[Finding]:
+    """Each configuration's difference to its baseline per metric, with its Welch interval; none without one."""
+    against, own = _against(study, groups), isinstance(study.baseline, dict)
+    findings = []
+    for d, c, p in groups:
+        if (d, c) not in against:
+            continue
+        b, base = against[d, c]
+        findings += [Finding(d, c, m, Interval(*welch_interval(p[m].to_numpy(), base[m].to_numpy()), places[m]),
+                             m not in LIKELIHOOD_METRICS or _likelihood(p) == _likelihood(base), b if own else "")
+                     for m in metrics]
+    return findings
+
+
+def _paired(study: Study, runs: pd.DataFrame, groups: Groups) -> list[Finding]:
+    """Each configuration's paired difference of every ``compare`` pair its runs have."""
+    pairs = [(a, b) for a, b in study.compare if a in runs.columns and b in runs.columns]
+    return [Finding(d, c, f"{a} − {b}", Interval(*paired_interval(p[a].to_numpy(), p[b].to_numpy()),
+                                                  _decimals(runs[b])))
+            for d, c, p in groups for a, b in pairs]
+
+
+def _by_group(findings: list[Finding]) -> list[tuple[str, str, list[Finding]]]:
+    """``findings`` as (dataset, configuration's label, its findings), in their order."""
+    where = list(dict.fromkeys((f.dataset, f.label) for f in findings))
+    return [(d, c, [f for f in findings if (f.dataset, f.label) == (d, c)]) for d, c in where]
+
+
+def _interval_table(findings: list[Finding]) -> list[str]:
+    """One row per configuration (``configuration − baseline`` where each has its own), one column per metric or
+    pair: the intervals' cells."""
+    groups = _by_group(findings)
+    return _table(["dataset", "configuration − baseline" if findings[0].versus else "configuration",
+                   *(f.what for f in groups[0][2])], [[d, c, *(f.interval.cell() for f in fs)] for d, c, fs in groups])
+
+
+def _published(study: Study, groups: Groups, places: dict[str, int]) -> list[PublishedRow]:
+    """The published values of the study's configurations, each with the interval it is judged by (none for
+    a baseline's own values, or where the paper gives no value of the configuration's baseline)."""
+    against = _against(study, groups)
+    rows = []
+    for d, c, p in groups:
+        paper, (b, base) = study.published.get(d, {}), against.get((d, c), ("", None))
+        for metric, theirs in paper.get(c, {}).items():
+            if metric not in places:
+                continue
+            ours, row = p[metric].to_numpy(), (d, c, metric, p[metric], theirs, places[metric])
+            if study.baseline is None:
+                rows.append(PublishedRow(*row, Interval(*mean_interval(ours, theirs), places[metric], signed=True)))
+            elif base is not None and (paper_base := paper.get(b, {}).get(metric)) is not None:
+                rows.append(PublishedRow(*row, Interval(*welch_interval(ours, base[metric].to_numpy()), places[metric]),
+                                         theirs - paper_base, b))
+            else:
+                rows.append(PublishedRow(*row))
+    return rows
+
+
+def _spread(values: pd.Series, decimals: int) -> str:
+    """``mean ± sd`` over the runs, or the mean alone for one run."""
+    mean = _number(values.mean(), decimals)
+    return f"{mean} ± {_number(values.std(ddof=1), decimals)}" if len(values) > 1 else mean
+
+
+def _published_table(study: Study, rows: list[PublishedRow]) -> list[str]:
+    """The study's numbers beside the published ones: without a baseline, the study's mean minus the published
+    value; with one, each configuration's difference to it beside the paper's difference."""
+    heading = [f"## Beside the published numbers: {study.source}", ""]
+    header = ["dataset", "configuration", "metric", "n", "this study", "published"]
+    cells = [[r.dataset, r.configuration, r.metric, str(len(r.runs)), _spread(r.runs, r.decimals),
+              f"{r.theirs:g}"] for r in rows]
+    if study.baseline is None:
+        return [*heading, *_table([*header, "this study − published"],
+                                  [[*row, r.interval.text() if r.interval.exists else r.interval.number()]
+                                   for row, r in zip(cells, rows)])]
+    return [*heading,
+            f"Differences are to {_to(study)}, here with their 95% Welch interval; the last column says "
+            "whether the published difference lies inside that interval.", "",
+            *_table([*header, f"− {(to := _to(study, '', 'its baseline'))}, this study", f"− {to}, published",
+                     "published inside"],
+                    [[*row, *((r.interval.cell(), f"{r.target:+.2f}", r.inside()) if r.interval else ("", "", ""))]
+                     for row, r in zip(cells, rows)])]
+
+
+def _grouped(findings: list[Finding], show: Callable[[Finding], str]) -> str:
+    """``MNIST beta-0p5 loss, kl; MNIST conv loss``: ``findings`` shown per dataset and configuration."""
+    return "; ".join(f"{d} {c} " + ", ".join(show(f) for f in fs) for d, c, fs in _by_group(findings))
+
+
+def _said(findings: list[Finding], direction: Callable[[Finding], str]) -> list[str]:
+    """The list items of ``findings``: one per configuration with a resolved difference (its direction and its
+    interval, as the tables print it), then those within the noise, without spread or with one run, grouped."""
+    resolved = [f for f in findings if f.comparable and f.interval.resolved]
+    items = [f"- {d}, {c}: " + "; ".join(f"{direction(f)} ({f.interval.text()})" for f in fs) + "."
+             for d, c, fs in _by_group(resolved)]
+    for kind, label in ((NOISE, "Within the noise (the interval contains zero)"),
+                        (NO_SPREAD, "No spread (the runs' values do not vary, so there is no interval)"),
+                        (ONE_RUN, "One run (n = 1), so no interval exists")):
+        some = [f for f in findings if f.comparable and f.interval.kind == kind]
+        if some:
+            shown = _grouped(some, (lambda f: f.what) if kind == NOISE
+                             else (lambda f: f"{f.what} {f.interval.number()}"))
+            items.append(f"- {label}: {shown}.")
+    return items
+
+
+def _said_of_differences(study: Study, findings: list[Finding]) -> list[str]:
+    """The differences to the baselines in words; likelihood metrics on another scale are named, not compared."""
+    apart = [f for f in findings if not f.comparable]
+    lines = [f"Differences to {_to(study)}, 95% Welch interval; higher or lower where it excludes zero:", "",
+             *_said(findings, lambda f: f"{f.what} {f.interval.kind}")]
+    if apart:
+        lines.append(f"- Not compared (likelihood metrics of a model with another likelihood than "
+                     f"{_to(study, own='its baseline')}'s, so on another scale): {_grouped(apart, lambda f: f.what)}.")
+    return [*lines, ""]
+
+
+def _said_of_pairs(findings: list[Finding]) -> list[str]:
+    """The ``compare`` pairs in words: ``a lower than b`` where the paired interval excludes zero."""
+    def direction(f: Finding) -> str:
+        a, b = f.what.split(" − ")
+        return f"{a} {f.interval.kind} than {b}"
+    return ["Within each run, paired 95% interval; higher or lower where it excludes zero:", "",
+            *_said(findings, direction), ""]
+
+
+def _said_of_published(study: Study, rows: list[PublishedRow]) -> list[str]:
+    """Whether each published value lies inside the study's interval, or why there is none."""
+    items = []
+    for r in rows:
+        if r.interval is None:
+            continue
+        shown = r.interval.text() if r.interval.exists else r.interval.number()
+        if study.baseline is None:
+            compared, value = (f"this study {_spread(r.runs, r.decimals)} against the published "
+                               f"{r.theirs:g}, a difference of {shown}"), "value"
+        else:
+            compared, value = f"difference to `{r.baseline}` {shown} here, {r.target:+.2f} published", "difference"
+        verdict = {ONE_RUN: "no interval exists with n = 1", NO_SPREAD: "no interval exists: no run varies"}.get(
+            r.interval.kind, f"the published {value} lies {'inside' if r.inside() == 'yes' else 'outside'} this "
+                             "study's 95% interval")
+        items.append(f"- {r.dataset}, {r.configuration}, {r.metric}: {compared}; {verdict}.")
+    return ["Beside the published numbers:", "", *items, ""] if items else []
+
+
+def _conclusions(study: Study, differences: list[Finding], pairs: list[Finding],
+                 published: list[PublishedRow]) -> list[str]:
+    """The section "What the intervals say": the tables' intervals in words, each quoted as the tables print it."""
+    said = [*(_said_of_differences(study, differences) if differences else []),
+            *(_said_of_pairs(pairs) if pairs else []), *_said_of_published(study, published)]
+    if not said:
+        return []
+    return ["## What the intervals say", "", *said]
 
 
 def summary(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> str:
@@ -156,88 +432,95 @@ def summary(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> str:
     places = {m: _decimals(runs[m]) for m in metrics}
     lines += ["## Mean ± standard deviation over seeds", ""]
     lines += _table(["dataset", "configuration", "n", *metrics],
-                    [[d, c, str(len(p)), *(f"{_number(p[m].mean(), places[m])} ± {_number(p[m].std(ddof=1), places[m])}"
-                                           if len(p) > 1 else _number(p[m].mean(), places[m]) for m in metrics)]
-                     for d, c, p in groups])
-    if study.baseline is not None:
-        base = {d: p for d, c, p in groups if c == study.baseline}
-        lines += [f"## Difference to `{study.baseline}`, 95% Welch interval", "",
-                  "Bold: the interval excludes zero. Every other difference is within the run-to-run noise "
-                  "of these seeds: the data cannot tell it from zero.", ""]
-        lines += _table(["dataset", "configuration", *metrics],
-                        [[d, c, *(_interval(*welch_interval(p[m].to_numpy(), base[d][m].to_numpy()), places[m])
-                                  for m in metrics)]
-                         for d, c, p in groups if c != study.baseline and d in base])
-    pairs = [(a, b) for a, b in study.compare if a in runs.columns and b in runs.columns]
+                    [[d, c, str(len(p)), *(_spread(p[m], places[m]) for m in metrics)] for d, c, p in groups])
+    differences = _differences(study, groups, metrics, places)
+    if differences:
+        no_spread = any(f.interval.kind == NO_SPREAD for f in differences)
+        lines += [f"## Difference to {_to(study)}, 95% Welch interval", "",
+                  "Bold: the interval excludes zero. "
+                  + ("No spread: every run of both gave the same value, so there is no interval. " if no_spread else "")
+                  + "Every other difference is within the run-to-run noise of these seeds: the data cannot tell it "
+                  "from zero.", "", *_interval_table(differences)]
+    pairs = _paired(study, runs, groups)
     if pairs:
-        lines += ["## Within each run, paired 95% interval", ""]
-        lines += _table(["dataset", "configuration", *(f"{a} − {b}" for a, b in pairs)],
-                        [[d, c, *(_interval(*paired_interval(p[a].to_numpy(), p[b].to_numpy()), _decimals(runs[b]))
-                                  for a, b in pairs)]
-                         for d, c, p in groups])
-    if study.published:
-        lines += _published(study, groups, places)
-    lines += [f"![{study.name}: mean and standard deviation of each headline metric]({study.name}.png)", ""]
+        lines += ["## Within each run, paired 95% interval", "", *_interval_table(pairs)]
+    published = _published(study, groups, places) if study.published else []
+    if published:
+        lines += _published_table(study, published)
+    lines += _conclusions(study, differences, pairs, published)
+    caption = (f"each configuration's difference to {_to(study, '', 'its baseline')} with its 95% Welch interval"
+               if differences
+               else "mean and standard deviation of each headline metric")
+    lines += [f"![{study.name}: {caption}]({study.name}.png)", ""]
     return "\n".join(lines)
 
 
-def _published(study: Study, groups: list[tuple[str, str, pd.DataFrame]], places: dict[str, int]) -> list[str]:
-    """The study's numbers beside the published ones.
+def _panels(datasets: list[str], metrics: list[str], labels: list[str]) -> tuple[Figure, np.ndarray]:
+    """A row of panels per dataset, one per metric, with ``labels`` down their shared y axis."""
+    fig = Figure(figsize=(1.6 + 2.5 * len(metrics), 0.8 + len(datasets) * (1.3 + 0.28 * len(labels))),
+                 layout="constrained")
+    axes = fig.subplots(len(datasets), len(metrics), sharey=True, squeeze=False)
+    for (i, j), ax in np.ndenumerate(axes):
+        ax.set_title(f"{datasets[i]}: {metrics[j]}", fontsize=9)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.1)
+    return fig, axes
 
-    With a baseline, each configuration's difference to it (95% Welch interval) is set beside the
-    paper's difference; without one, the study's mean minus the published number.
-    """
-    base = {d: p for d, c, p in groups if c == study.baseline}
-    rows = []
+
+def _forest(study: Study, findings: list[Finding]) -> Figure:
+    """Each configuration's difference to its baseline with its interval: blue where it excludes zero, grey where
+    it contains zero, a diamond where there is none; a likelihood metric of another likelihood is left out."""
+    datasets, metrics, labels = (list(dict.fromkeys(key(f) for f in findings)) for key in
+                                 (lambda f: f.dataset, lambda f: f.what, lambda f: f.label))
+    fig, axes = _panels(datasets, metrics, labels)
+    for f in findings:
+        ax, y, iv = axes[datasets.index(f.dataset), metrics.index(f.what)], labels.index(f.label), f.interval
+        if not f.comparable:
+            ax.text(0.5, y, "left out: other likelihood", transform=ax.get_yaxis_transform(), ha="center",
+                    va="center", fontsize=7, color="0.4")
+        elif iv.exists:
+            ax.errorbar(iv.d, y, xerr=[[iv.d - iv.lo], [iv.hi - iv.d]], fmt="o", ms=4, capsize=3,
+                        color="C0" if iv.resolved else "0.6")
+        else:
+            ax.plot(iv.d, y, "D", ms=4, color="0.2")
+    for ax in axes.flat:
+        ax.axvline(0, color="0.2", lw=0.8)
+    left_out = list(dict.fromkeys(f.configuration for f in findings if not f.comparable))
+    fig.suptitle(f"Difference to {_to(study, '')} with its 95% Welch interval: blue, the interval excludes zero; grey, "
+                 "it contains zero; diamond, no interval (no spread or n = 1)"
+                 + (f"\nLeft out: the likelihood metrics of {', '.join(left_out)}, trained with another likelihood "
+                    f"than {_to(study, '', 'its baseline')}, so scored on another scale" if left_out else ""),
+                 fontsize=9)
+    return fig
+
+
+def _means(study: Study, runs: pd.DataFrame, metrics: list[str]) -> Figure:
+    """Each configuration's mean with its standard deviation, and the published values (crosses)."""
+    groups = _groups(runs, study)
+    datasets, labels = list(dict.fromkeys(d for d, _, _ in groups)), list(dict.fromkeys(c for _, c, _ in groups))
+    fig, axes = _panels(datasets, metrics, labels)
     for d, c, p in groups:
-        for metric, theirs in study.published.get(d, {}).get(c, {}).items():
-            if metric not in places:
-                continue
-            ours = p[metric]
-            row = [d, c, metric, str(len(p)), f"{_number(ours.mean(), places[metric])}"
-                   + (f" ± {_number(ours.std(ddof=1), places[metric])}" if len(p) > 1 else ""), f"{theirs:g}"]
-            if study.baseline is None:
-                row.append(f"{ours.mean() - theirs:+.{places[metric]}f}")
-            elif (c != study.baseline and d in base
-                  and (paper_base := study.published.get(d, {}).get(study.baseline, {}).get(metric)) is not None):
-                diff, lo, hi = welch_interval(ours.to_numpy(), base[d][metric].to_numpy())
-                paper_diff = theirs - paper_base
-                inside = "-" if math.isnan(lo) else ("yes" if lo <= paper_diff <= hi else "no")
-                row += [_interval(diff, lo, hi, places[metric]), f"{paper_diff:+.2f}", inside]
-            else:
-                row += ["", "", ""]
-            rows.append(row)
-    if not rows:
-        return []
-    heading = [f"## Beside the published numbers: {study.source}", ""]
-    header = ["dataset", "configuration", "metric", "n", "this study", "published"]
-    if study.baseline is None:
-        return [*heading, *_table([*header, "this study − published"], rows)]
-    return [*heading,
-            f"Differences are to `{study.baseline}`, here with their 95% Welch interval; the last column says "
-            "whether the published difference lies inside that interval.", "",
-            *_table([*header, f"− {study.baseline}, this study", f"− {study.baseline}, published",
-                     "published inside"], rows)]
+        for ax, metric in zip(axes[datasets.index(d)], metrics):
+            y = labels.index(c)
+            ax.errorbar(p[metric].mean(), y, xerr=p[metric].std(ddof=1) if len(p) > 1 else None, fmt="o", ms=4,
+                        capsize=3, color="C0")
+            if (theirs := study.published.get(d, {}).get(c, {}).get(metric)) is not None:
+                ax.plot(theirs, y, "x", ms=7, color="C3")
+    several = runs.duplicated(["dataset", "configuration"]).any()
+    fig.suptitle(("Mean ± standard deviation over seeds" if several else "The value of each configuration's one run")
+                 + ("; cross: the published value" if study.published else ""), fontsize=9)
+    return fig
 
 
 def figure(study: Study, runs: pd.DataFrame) -> Figure:
-    """One panel per headline metric: each configuration's mean with its standard deviation, per dataset."""
+    """The report's figure: with a baseline, a forest plot of each configuration's difference to it per dataset
+    (rows) and headline metric (columns), as the report's Welch table gives them; else the means."""
     metrics = [m for m in study.metrics if m in runs.columns]
-    fig = Figure(figsize=(4 * len(metrics), 3.6), layout="constrained")
-    configs = list(dict.fromkeys(c for _, c, _ in _groups(runs, study)))
-    for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
-        for i, dataset in enumerate(study.datasets):
-            shift = (i - (len(study.datasets) - 1) / 2) * 0.15
-            part = runs[runs["dataset"] == dataset].groupby("configuration")[metric]
-            x = [j + shift for j, c in enumerate(configs) if c in part.groups]
-            ax.errorbar(x, [part.get_group(c).mean() for c in configs if c in part.groups],
-                        yerr=[part.get_group(c).std(ddof=1) if len(part.get_group(c)) > 1 else 0
-                              for c in configs if c in part.groups], fmt="o", capsize=3, label=dataset)
-        ax.set_xticks(range(len(configs)), configs, rotation=45, ha="right")
-        ax.set_title(metric, fontsize=10)
-    if len(study.datasets) > 1:
-        fig.axes[0].legend(fontsize=8)
-    return fig
+    findings = _differences(study, _groups(runs, study), metrics, {m: _decimals(runs[m]) for m in metrics})
+    return _forest(study, findings) if findings else _means(study, runs, metrics)
 
 
 def write_report(study: Study, found: list[Experiment], results_dir: Path = RESULTS_DIR) -> pd.DataFrame:

@@ -9,8 +9,11 @@ remote). A killed or preempted task that SLURM requeues finds its clone as it le
 train stage resumes from the last completed epoch, bit for bit. ``make collect`` then pulls
 every pushed experiment into any clone.
 
-The job script is plain bash: ``bash JOB_SCRIPT INDEX`` runs run INDEX anywhere, which is
-how clusters without SLURM (or a laptop) use it.
+The job script, ``slurm_job.sh`` beside this module, is the same file for every study: this
+module writes the study's run table (one run name per line) into the work folder, computes the
+script's environment and submits it with ``sbatch --array --export``. ``bash slurm_job.sh INDEX``
+with that environment runs run INDEX anywhere, which is how clusters without SLURM (or a laptop)
+use it.
 """
 
 import logging
@@ -22,13 +25,11 @@ from pathlib import Path
 
 from vae.errors import UserError
 from vae.studies.experiments import TARGET, command
-from vae.studies.spec import Run, Study
+from vae.studies.spec import Study
 
 log = logging.getLogger("vae")
 
-SCRIPTS_DIR = Path(".slurm")  # gitignored: job scripts, and the default work folder
-# A fault injected on a run's first attempt only, for tests: "RUN=SIGKILL@2.5" (see vae.interrupt).
-FIRST_ATTEMPT_FAULT_ENV = "VAE_FIRST_ATTEMPT_SIGNAL"
+JOB_SCRIPT = Path(__file__).with_name("slurm_job.sh")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class SlurmOptions:
     cpus: int = 2  # --cpus-per-task; also each task's torch threads
     mem: str = "4G"
     time: str = "02:00:00"
-    workdir: Path = SCRIPTS_DIR / "work"  # on a filesystem every node shares
+    workdir: Path = Path(".slurm/work")  # on a filesystem every node shares
     remote: str = ""  # the git origin the tasks clone and push to; `git remote get-url origin` when empty
     cache: str = ""  # a shared DVC cache folder for every clone (`dvc cache dir`), or each clone its own
     sbatch_args: str = ""  # anything else for sbatch, e.g. "--account=lab --qos=short"
@@ -64,106 +65,95 @@ def pushed_runs(remote: str, commit: str) -> set[str]:
     return {line.rsplit("/", 1)[1] for line in listing.splitlines() if line}
 
 
-def _case(index: int, run: Run) -> str:
-    return f"  {index}) NAME={run.name} ;;"
+def write_run_table(study: Study, commit: str, workdir: Path) -> Path:
+    """Write the study's run names, run i on line i + 1, where every task can read them; return the file.
+
+    Named by the commit, whose study file fixes the runs: a resubmission from another commit never
+    changes the table under a pending task.
+    """
+    path = workdir.resolve() / f"{study.name}-{commit[:12]}.runs"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{run.name}\n" for run in study.runs()))
+    return path
 
 
-def job_script(study: Study, commit: str, remote: str, options: SlurmOptions) -> str:
-    """The bash script of one array task (``$SLURM_ARRAY_TASK_ID``, or its first argument)."""
-    workdir = options.workdir.resolve()
-    directives = [f"--job-name=vae-{study.name}", f"--cpus-per-task={options.cpus}", f"--mem={options.mem}",
-                  f"--time={options.time}", f"--output={workdir}/logs/slurm-%A_%a.out"]
-    directives += [f"--partition={options.partition}"] if options.partition else []
-    directives += ["--requeue"] if options.requeue else ["--no-requeue"]
-    cache = f"  dvc cache dir --local {shlex.quote(options.cache)}\n" if options.cache else ""
-    runs = study.runs()
-    return f"""#!/usr/bin/env bash
-# Study {study.name} ({study.path}) at commit {commit}, written by `make slurm`.
-# Task INDEX runs the study's run INDEX: `sbatch --array=...` this file, or `bash {{this file}} INDEX`.
-{chr(10).join(f"#SBATCH {d}" for d in directives)}
-set -euo pipefail
-INDEX="${{1:-${{SLURM_ARRAY_TASK_ID:?give the run index as the first argument}}}}"
-ORIGIN={shlex.quote(remote)}
-COMMIT={commit}
-WORKDIR={shlex.quote(str(workdir))}
-case "$INDEX" in
-{chr(10).join(_case(i, run) for i, run in enumerate(runs))}
-  *) echo "error: study {study.name} has runs 0 to {len(runs) - 1}, not $INDEX" >&2; exit 2 ;;
-esac
-mkdir -p "$WORKDIR/logs" "$WORKDIR/clones"
-exec >>"$WORKDIR/logs/$NAME.log" 2>&1  # appended: a requeued attempt follows the last one
-ATTEMPT="${{SLURM_RESTART_COUNT:-0}}"
-echo "[slurm] $NAME: run $INDEX, job ${{SLURM_ARRAY_JOB_ID:-none}}, attempt $ATTEMPT, $(hostname), $(date -u +%FT%TZ)"
-export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{options.cpus}}}"
-export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"  # the environment that submitted the study
-FAULT="${{{FIRST_ATTEMPT_FAULT_ENV}:-}}"
-if [ "$ATTEMPT" = 0 ] && [ "${{FAULT%%=*}}" = "$NAME" ]; then export VAE_SIGNAL_AT="${{FAULT#*=}}"; fi
-if git ls-remote --exit-code "$ORIGIN" "refs/exps/${{COMMIT:0:2}}/${{COMMIT:2}}/$NAME" >/dev/null; then
-  echo "[slurm] $NAME is already in the origin: nothing to do"; exit 0
-fi
-CLONE="$WORKDIR/clones/$NAME"
-if [ ! -d "$CLONE/.git" ]; then  # a requeued task keeps its clone, and with it the saved epochs
-  rm -rf "$CLONE"
-  git clone -q "$ORIGIN" "$CLONE"
-  git -C "$CLONE" checkout -q --detach "$COMMIT"
-  cd "$CLONE"
-{cache}  if ! dvc pull -q; then echo "[slurm] dvc pull was incomplete: the stages it lacks run here"; fi
-fi
-cd "$CLONE"
-rm -f .dvc/tmp/rwlock  # the clone is this run's alone: a lock left by a killed attempt is stale
-if ! dvc exp list --name-only 2>/dev/null | grep -qx "$NAME"; then
-  # `dvc exp run` would first restore the baseline's outputs over the saved epochs, so the
-  # run is `dvc repro` in the clone (the train stage resumes) saved as the experiment.
-  python -m vae.studies set-params {study.name} "$NAME"
-  dvc repro {TARGET}
-  NEW=(); while IFS= read -r file; do NEW+=(-I "$file"); done < <(git ls-files --others --exclude-standard)
-  dvc exp save -n "$NAME" "${{NEW[@]}}" {TARGET}  # what `dvc exp run` would commit, new small files included
-fi
-dvc exp push origin "$NAME"
-echo "[slurm] $NAME: pushed, $(date -u +%FT%TZ)"
-"""
+def job_environment(study: Study, commit: str, remote: str, runs: Path, options: SlurmOptions) -> dict[str, str]:
+    """The values the job script reads (its header lists them)."""
+    environment = {"VAE_JOB_RUNS": str(runs), "VAE_JOB_STUDY": study.name, "VAE_JOB_COMMIT": commit,
+                   "VAE_JOB_ORIGIN": remote, "VAE_JOB_WORKDIR": str(options.workdir.resolve()),
+                   "VAE_JOB_TARGET": TARGET, "VAE_JOB_THREADS": str(options.cpus),
+                   "VAE_JOB_BIN": str(Path(sys.executable).parent)}  # the environment that submitted the study
+    return environment | ({"VAE_JOB_CACHE": options.cache} if options.cache else {})
 
 
-def submit(study: Study, options: SlurmOptions, only: set[str] | None = None) -> tuple[Path, str | None]:
-    """Write the job script and submit the runs the origin lacks (of those named in ``only``, if given);
-    return the script and the job id.
+def by_hand(environment: dict[str, str]) -> str:
+    """The shell command that runs one run of the job (INDEX) on any machine, SLURM or not."""
+    assignments = "".join(f"{name}={shlex.quote(value)} \\\n" for name, value in environment.items())
+    return f"{assignments}bash {shlex.quote(str(JOB_SCRIPT))} INDEX"
 
-    Raises ``UserError`` (after writing and printing the script) where there is no ``sbatch``.
+
+def export_option(environment: dict[str, str]) -> str:
+    """``--export=ALL,NAME=value,...``: the job's values on top of the submitting environment.
+
+    sbatch splits the list at commas, so a value cannot hold one.
+    """
+    for name, value in environment.items():
+        if "," in value:
+            raise UserError(f"{name}={value} holds a comma, which `sbatch --export` cannot pass on; "
+                            "choose a folder or URL without one")
+    return "--export=ALL," + ",".join(f"{name}={value}" for name, value in environment.items())
+
+
+def sbatch_options(study: Study, options: SlurmOptions) -> list[str]:
+    """The job's sbatch options from ``options`` (``sbatch_args`` left out: it comes last, to override)."""
+    logs = options.workdir.resolve() / "logs"
+    found = [f"--job-name=vae-{study.name}", f"--cpus-per-task={options.cpus}", f"--mem={options.mem}",
+             f"--time={options.time}", f"--output={logs}/slurm-%A_%a.out",
+             "--requeue" if options.requeue else "--no-requeue"]
+    return found + ([f"--partition={options.partition}"] if options.partition else [])
+
+
+def submit(study: Study, options: SlurmOptions, only: set[str] | None = None) -> str | None:
+    """Submit the runs the origin lacks (of those named in ``only``, if given) as one job array; return its id,
+    or None where the origin holds them all.
+
+    Prints the command that runs one run by hand first; raises ``UserError`` after it where there is no
+    ``sbatch``.
     """
     commit = _git("rev-parse", "HEAD")
     if _git("status", "--porcelain", "--untracked-files=no"):
         raise UserError("the working tree has uncommitted changes, which the tasks would not see; "
                         "commit them (and push) first")
     remote = origin_url(options)
-    unpushed = _git("rev-list", "HEAD", "--not", "--remotes")
-    if unpushed:
+    if _git("rev-list", "HEAD", "--not", "--remotes"):
         raise UserError(f"commit {commit[:12]} is not in any remote branch, so the tasks cannot check it out; "
                         "push it first (`git push origin HEAD`)")
-    script = SCRIPTS_DIR / f"{study.name}.sh"
-    SCRIPTS_DIR.mkdir(exist_ok=True)
-    script.write_text(job_script(study, commit, remote, options))
-    print(script.read_text(), flush=True)
+    runs = study.runs()
+    environment = job_environment(study, commit, remote, write_run_table(study, commit, options.workdir), options)
+    print(by_hand(environment), flush=True)
     if shutil.which("sbatch") is None:
-        raise UserError(f"sbatch is not on the PATH (no SLURM here): nothing submitted; the job script above "
-                        f"({script}) runs one task as `bash {script} INDEX`")
+        raise UserError(f"sbatch is not on the PATH (no SLURM here): nothing submitted; the command above runs "
+                        f"run INDEX (0 to {len(runs) - 1}) of the study on this or any machine")
     done = pushed_runs(remote, commit)
-    wanted = [(i, run) for i, run in enumerate(study.runs()) if only is None or run.name in only]
+    wanted = [(i, run) for i, run in enumerate(runs) if only is None or run.name in only]
     missing = [i for i, run in wanted if run.name not in done]
     log.info("%s: %d of %d runs are in the origin already", study.name, len(wanted) - len(missing), len(wanted))
     if not missing:
         log.info("nothing to submit; `make collect` pulls the results")
-        return script, None
-    options.workdir.mkdir(parents=True, exist_ok=True)
-    (options.workdir / "logs").mkdir(exist_ok=True)
+        return None
+    (options.workdir / "logs").mkdir(parents=True, exist_ok=True)
     array = ",".join(str(i) for i in missing)
+    args = ["sbatch", "--parsable", f"--array={array}", *sbatch_options(study, options), export_option(environment),
+            *shlex.split(options.sbatch_args), str(JOB_SCRIPT)]
+    log.info("%s", shlex.join(args))
     try:
-        out = command("sbatch", "--parsable", f"--array={array}", *shlex.split(options.sbatch_args), str(script))
+        out = command(*args)
     except UserError as err:
         raise UserError(f"sbatch refused the job: {err}") from None
     job = out.strip().split(";")[0]
     log.info("submitted job %s: array %s (%d runs); logs in %s/logs/RUN.log", job, array, len(missing),
              options.workdir)
-    return script, job
+    return job
 
 
 def collect(remote: str = "origin") -> None:

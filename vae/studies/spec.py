@@ -9,7 +9,9 @@
     configurations:                    # name: the overrides that make it (`{}`: params.yaml as it is)
       notebook: {}
       beta-4: {beta: 4.0}
-    baseline: notebook                 # differences to it get a 95% interval (optional)
+    baseline: notebook                 # differences to it get a 95% interval (optional); or a mapping
+                                       # {configuration: its baseline} when configurations pair up
+    exclude: [NAME-fashion-mnist-beta-4-*]  # run names (shell patterns) the study does not plan (optional)
     metrics: [loss, fd_samples]        # the report's headline metrics (optional)
     compare: [[fd_samples_latent_density, fd_samples]]  # paired differences within a run (optional)
     published:                         # numbers a paper reports, set beside the study's (optional)
@@ -42,8 +44,9 @@ CONFIGURATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 # Set by the study's datasets and seeds, never by a configuration.
 PER_RUN_KEYS = ("dataset_name", "seed")
 DEFAULT_METRICS = ("loss", "iwae_log_likelihood_bound", "active_units", "fd_samples", "fd_samples_latent_density")
-_KEYS = {"description": str, "datasets": list, "seeds": list, "params": dict, "configurations": dict,
-         "baseline": str, "metrics": list, "compare": list, "published": dict}
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "description": str, "datasets": list, "seeds": list, "params": dict, "configurations": dict,
+    "baseline": (str, dict), "exclude": list, "metrics": list, "compare": list, "published": dict}
 _REQUIRED = ("datasets", "seeds", "configurations")
 
 
@@ -71,11 +74,17 @@ class Study:
     seeds: tuple[int, ...]
     params: dict[str, Any]
     configurations: dict[str, dict[str, Any]]
-    baseline: str | None
+    baseline: str | dict[str, str] | None  # one configuration, or each configuration's own
     metrics: tuple[str, ...]
     compare: tuple[tuple[str, str], ...]
     published: dict[str, dict[str, dict[str, float]]]  # dataset -> configuration -> metric -> the paper's value
     source: str  # where the published values come from
+    exclude: tuple[str, ...] = ()  # shell patterns of run names the study does not plan
+
+    def baseline_of(self, configuration: str) -> str | None:
+        """The configuration that ``configuration``'s differences are to (None: it is a baseline, or none is set)."""
+        base = self.baseline.get(configuration) if isinstance(self.baseline, dict) else self.baseline
+        return None if base == configuration else base
 
     def varied(self) -> list[str]:
         """The params some configuration sets, in the order the file first names them."""
@@ -83,10 +92,11 @@ class Study:
 
     def runs(self) -> list[Run]:
         """Every planned run: datasets, then configurations, then seeds, in the file's order."""
-        return [Run(run_name(self.name, dataset, configuration, seed), configuration, dataset, seed,
+        runs = [Run(run_name(self.name, dataset, configuration, seed), configuration, dataset, seed,
                     {**self.params, **overrides, "dataset_name": dataset, "seed": seed})
                 for dataset in self.datasets for configuration, overrides in self.configurations.items()
                 for seed in self.seeds]
+        return [run for run in runs if not any(fnmatch.fnmatchcase(run.name, p) for p in self.exclude)]
 
 
 def select(study: Study, patterns: list[str]) -> set[str]:
@@ -148,8 +158,9 @@ def _read(name: str, studies_dir: Path) -> tuple[Path, dict[str, Any]]:
     for key, value in raw.items():
         if key not in _KEYS:
             raise _fail(path, f"unknown key {key!r}; {suggest(str(key), list(_KEYS))}")
-        if not isinstance(value, _KEYS[key]):
-            raise _fail(path, f"{key} must be a {_KEYS[key].__name__}, not {value!r}")
+        kinds = _KEYS[key] if isinstance(_KEYS[key], tuple) else (_KEYS[key],)
+        if not isinstance(value, kinds):
+            raise _fail(path, f"{key} must be a {' or a '.join(k.__name__ for k in kinds)}, not {value!r}")
     for key in _REQUIRED:
         if not raw.get(key):
             raise _fail(path, f"{key} is missing or empty; add it (see vae/studies/spec.py for the format)")
@@ -176,9 +187,13 @@ def _check_lists(path: Path, raw: dict[str, Any]) -> None:
         if setters:
             raise _fail(path, f"{key} is set by {', '.join(setters)}; list it under "
                               f"{'datasets' if key == 'dataset_name' else 'seeds'} instead")
-    if "baseline" in raw and raw["baseline"] not in raw["configurations"]:
-        raise _fail(path, f"baseline {raw['baseline']!r} is not one of the configurations "
-                          f"({', '.join(raw['configurations'])})")
+    baseline = raw.get("baseline", {})
+    for name in [*baseline, *baseline.values()] if isinstance(baseline, dict) else [baseline] if baseline else []:
+        if name not in raw["configurations"]:
+            raise _fail(path, f"baseline {name!r} is not one of the configurations "
+                              f"({', '.join(raw['configurations'])})")
+    if not all(isinstance(p, str) and p for p in raw.get("exclude", [])):
+        raise _fail(path, f"exclude must be a list of run-name patterns, got {raw['exclude']}")
     if not all(isinstance(m, str) and m for m in raw.get("metrics", [])):
         raise _fail(path, f"metrics must be a list of metric names, got {raw['metrics']}")
     for pair in raw.get("compare", []):
@@ -223,7 +238,7 @@ def load_study(name: str, studies_dir: str | Path = STUDIES_DIR, params_file: st
                   configurations={n: dict(o or {}) for n, o in raw["configurations"].items()},
                   baseline=raw.get("baseline"), metrics=tuple(raw.get("metrics", DEFAULT_METRICS)),
                   compare=tuple(tuple(pair) for pair in raw.get("compare", [])),
-                  published=published, source=source or "")
+                  published=published, source=source or "", exclude=tuple(raw.get("exclude", [])))
     for run in study.runs():
         validate({**base, **run.overrides},
                  source=f"{path} (configuration {run.configuration!r}, {run.dataset}, seed {run.seed})")

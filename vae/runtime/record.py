@@ -1,83 +1,33 @@
-"""What a training run keeps, and who decides when it is still valid.
+"""What a training run keeps on disk, and when a saved state is still valid.
 
 Per epoch, as the notebook: the model's weights (``epoch_001.pt``, ... in the epochs
 folder) and a reconstruction grid drawn when the epoch ends; for long runs, of every
-``save_every``-th epoch and the last only. Once: the full training
-state of the last completed epoch (weights, Adam moments, the random generators, the loss
-history), from which a killed run continues bit-identically. ``model.pt`` is the
-weights file of epoch ``num_epochs``, byte for byte (DVC stores it once).
-
-The saved state is reused only if its *run key* matches: a hash of everything DVC
-keys the train stage on (command, dependencies, params), read from dvc.yaml itself.
-The one exception is ``num_epochs``: the first N epochs of a longer run are a
-shorter run, so lowering it reuses the saved weights and raising it continues.
+``save_every``-th epoch and the last only. Once: the full training state of the last
+completed epoch (weights, Adam moments, the random generators, the loss history), from
+which a killed run continues bit-identically, if its run key (``vae.runtime.run_key``)
+still matches. ``model.pt`` is the weights file of epoch ``num_epochs``, byte for byte
+(DVC stores it once).
 
 Everything is written with ``torch.save`` of tensors and plain containers and read
 with ``vae.io.load_torch`` (``weights_only=True``), so a file from elsewhere cannot run code.
 """
 
-import hashlib
-import json
 import logging
 import re
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pandas as pd
 import torch
 
-from vae.errors import UserError
 from vae.figures import reconstruction_grid
 from vae.io import load_torch, write_bytes, write_csv, write_json, write_torch
-from vae.model import VAE
-from vae.params import Params
-from vae.pipeline import read_stage
+from vae.model import load_model, save_model
 from vae.training import TrainState
 
 log = logging.getLogger("vae")
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
-NOT_IN_RUN_KEY = ("num_epochs",)  # a shorter run is a prefix of a longer one
-
-
-def save_model(path: str | Path, model: VAE) -> None:
-    write_torch(path, {"config": model.config, "model": model.state_dict()})
-
-
-def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> VAE:
-    """Rebuild the VAE of a model file, a per-epoch weights file or a training state, in eval mode.
-
-    All three store the architecture (``config``) beside the weights (``model``).
-    """
-    saved = load_torch(path, device)
-    model = VAE(**saved["config"]).to(device)
-    model.load_state_dict(saved["model"])
-    return model.eval()
-
-
-def _hash_path(h: "hashlib._Hash", path: Path) -> None:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        h.update(str(file.relative_to(path) if path.is_dir() else file).encode())
-        h.update(hashlib.sha256(file.read_bytes()).digest())
-
-
-def run_key(stage: str, params: Params, device: torch.device, dvc_yaml: str | Path = "dvc.yaml") -> str:
-    """A hash of the stage's command, every dependency and every param it lists in ``dvc_yaml``.
-
-    ``device`` enters as the device type it resolved to (``auto`` and ``cpu`` train the
-    same on a CPU machine); ``num_epochs`` does not enter (see the module docstring).
-    """
-    spec = read_stage(stage, dvc_yaml)
-    values = asdict(params) | {"device": device.type}
-    settings = {key: values[key] for key in spec.params if key not in NOT_IN_RUN_KEY}
-    h = hashlib.sha256(json.dumps({"cmd": spec.cmd, "params": settings}, sort_keys=True).encode())
-    for dep in spec.deps:
-        if not Path(dep).exists():
-            raise UserError(f"{dep}, a dependency of {stage} in {dvc_yaml}, is missing; run `dvc repro`")
-        _hash_path(h, Path(dep))
-    return h.hexdigest()
 
 
 class TrainingRecord:

@@ -3,7 +3,7 @@
 DVC fills ``plots.html_template`` by text replacement, and its ``{scripts}`` placeholder
 becomes ``<script src=...>`` tags that load the libraries from a CDN, so on a machine
 without internet (a compute node, CI) the page is blank. ``make setup`` runs
-``python -m vae.plots_page``: it writes ``.dvc/plots/page-offline.html``, the project's
+``python -m vae.runtime.plots_page``: it writes ``.dvc/plots/page-offline.html``, the project's
 page with one inline bundle of the three libraries from the pinned PyPI package
 ``vl-convert-python``, and points this clone's DVC at it in ``.dvc/config.local``
 (machine-local, not committed). Without it, the committed CDN page is used.

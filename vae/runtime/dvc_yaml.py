@@ -13,6 +13,9 @@ import yaml
 
 from vae.errors import UserError
 
+# DVC runs every stage from the repository root, where these two files are.
+DVC_YAML = Path("dvc.yaml")
+PARAMS_FILE = Path("params.yaml")
 _VARIABLE = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
 
 
@@ -76,18 +79,23 @@ def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any
     return pipeline, context
 
 
-def named_paths(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
+def named_paths(dvc_yaml: str | Path = DVC_YAML) -> dict[str, str]:
     """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once."""
     return dict(_load(Path(dvc_yaml), None)[1].get("paths", {}))
 
 
-def metrics_files(dvc_yaml: str | Path = "dvc.yaml", text: str | None = None) -> list[str]:
+def metrics_files(dvc_yaml: str | Path = DVC_YAML, text: str | None = None) -> list[str]:
     """The top-level ``metrics`` of a dvc.yaml (``text`` if given, e.g. read from another revision)."""
     pipeline, context = _load(Path(dvc_yaml), text)
     return [_resolve(path, context, Path(dvc_yaml)) for path in pipeline.get("metrics", [])]
 
 
-def read_stage(name: str, dvc_yaml: str | Path = "dvc.yaml") -> StageSpec:
+def stage_names(dvc_yaml: str | Path = DVC_YAML) -> list[str]:
+    """The stages of ``dvc_yaml``, in the file's order."""
+    return list(_load(Path(dvc_yaml), None)[0].get("stages", {}))
+
+
+def read_stage(name: str, dvc_yaml: str | Path = DVC_YAML) -> StageSpec:
     """The stage ``name`` of ``dvc_yaml`` with the ``vars`` it uses filled in."""
     source = Path(dvc_yaml)
     pipeline, context = _load(source, None)

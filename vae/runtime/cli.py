@@ -1,0 +1,65 @@
+"""What every stage script shares: its command line of paths, its params, and one error line.
+
+dvc.yaml names every path once and passes each stage its inputs and outputs as
+``--name path`` options; ``run_stage`` parses them, sets the process up (logging, the
+subnormal switch, clean Ctrl-C), runs the stage, and turns a ``UserError``, an error of the
+environment (a full disk, a read-only folder) or Ctrl-C into one line and an exit code.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vae.errors import UserError, one_line
+from vae.params import Params, load_params
+from vae.runtime import interrupt
+from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
+from vae.runtime.machine import flush_subnormals, peak_memory_mib
+
+log = logging.getLogger("vae")
+
+
+def stage_params() -> Params:
+    """params.yaml, validated: what DVC passes every stage."""
+    return load_params(PARAMS_FILE)
+
+
+def _restore_hint(stage: str) -> str:
+    """Under `dvc repro` (which sets DVC_STAGE), how to get back the outputs DVC deleted before the stage ran."""
+    if os.environ.get("DVC_STAGE") != stage:
+        return ""
+    try:
+        return read_stage(stage).restore_hint()
+    except UserError:
+        return ""
+
+
+def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
+    """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line."""
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{name.replace('-', '_')}",
+                                     description=sys.modules["__main__"].__doc__)
+    for path in paths:
+        parser.add_argument(f"--{path.replace('_', '-')}", type=Path, required=True, metavar="PATH")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
+    start = time.perf_counter()
+    flush_subnormals()
+    try:
+        interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
+        main(args)
+    except KeyboardInterrupt:
+        print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
+              file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        message = one_line(err)
+        if message is None:
+            raise  # a bug: keep its traceback
+        print(f"error: {message}{_restore_hint(name)}", file=sys.stderr)
+        sys.exit(1)
+    peak = peak_memory_mib()
+    log.info("done in %.1f s%s", time.perf_counter() - start, "" if peak is None else f", peak memory {peak:.0f} MiB")
