@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import torch
 import yaml
 
+from tests.commands import git_files, run
 from vae.data.download import MIRROR_ENV
 from vae.runtime.dvc_yaml import read_stage
 
@@ -39,32 +39,12 @@ SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("data_source")]
 
 
-def run(cwd: Path, *args: str, fails: bool = False, env: dict[str, str] | None = None) -> str:
-    """Run a command with this interpreter's environment first on PATH; return stdout + stderr.
-
-    Asserts that it succeeds, or with ``fails=True`` that it exits non-zero. ``env`` adds variables.
-    """
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    if env.get(MIRROR_ENV) and not env[MIRROR_ENV].startswith(("http://", "https://", "file://")):
-        env[MIRROR_ENV] = str(Path(env[MIRROR_ENV]).resolve())
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert (proc.returncode != 0) == fails, \
-        f"{' '.join(args)} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 def stages_run(output: str) -> list[str]:
     return [s for s in STAGES if f"Running stage '{s}'" in output]
 
 
 def declared_outputs(repo: Path) -> list[Path]:
     return [repo / out for stage in STAGES for out in read_stage(stage, repo / "dvc.yaml").outs]
-
-
-def git_files(repo: Path) -> list[str]:
-    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                             capture_output=True, text=True, check=True).stdout
-    return [f for f in listing.splitlines() if (repo / f).is_file()]
 
 
 @pytest.fixture(scope="module")

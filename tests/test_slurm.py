@@ -19,12 +19,14 @@ from pathlib import Path
 import dvc.api
 import pytest
 
-from tests.test_pipeline import data_source_reason, git_files, run
+from tests.commands import git_files, run
+from tests.conftest import no_data_source_reason
 from vae.errors import UserError
 from vae.studies.slurm import JOB_SCRIPT, SlurmOptions, submit
 from vae.studies.spec import load_study, write_params
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
 KILLED = "smoke-mnist-notebook-s2"  # killed in its second epoch on the first attempt
 TIMEOUT_S = 900
@@ -62,7 +64,7 @@ def missing_reason() -> str | None:
         return f"SLURM is not installed ({', '.join(absent)} missing): apt-get install slurmctld slurmd munge"
     if os.geteuid() != 0:
         return "the one-node SLURM cluster of this test runs as root"
-    return data_source_reason()
+    return no_data_source_reason()
 
 
 def wait_until(check, what: str, timeout_s: float = TIMEOUT_S) -> str:

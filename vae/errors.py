@@ -16,7 +16,7 @@ MB = 2**20
 class UserError(Exception):
     """A problem the user can fix: the message names the problem and the fix.
 
-    The stage runner (``vae.cli.run_stage``) prints it as one line and exits non-zero.
+    The stage runner (``vae.runtime.cli.run_stage``) prints it as one line and exits non-zero.
     """
 
 
@@ -28,8 +28,11 @@ def _free_mb(path: Path) -> float | None:
     return None
 
 
-def environment_problem(err: OSError) -> str | None:
-    """One line for an ``OSError`` the environment caused, naming the path and the fix; None for any other."""
+def environment_problem(err: OSError, rerun: str = "`dvc repro`") -> str | None:
+    """One line for an ``OSError`` the environment caused, naming the path and the fix; None for any other.
+
+    ``rerun``: what the user reruns once it is fixed.
+    """
     path = Path(err.filename) if err.filename else None
     where = f" {path}" if path else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -40,22 +43,22 @@ def environment_problem(err: OSError) -> str | None:
         more = f"at least {max(needed / MB - (free or 0), 0) + 1:.0f} MB" if needed is not None else "space"
         kind = "no space left" if err.errno == errno.ENOSPC else "disk quota exceeded"
         return (f"{kind} writing{where} ({size}{left}); free {more} on that disk (or move the repository to "
-                "a bigger one), then rerun `dvc repro`")
+                f"a bigger one), then rerun {rerun}")
     if err.errno == errno.EROFS:
-        return f"cannot write{where}: its file system is read-only; make it writable, then rerun `dvc repro`"
+        return f"cannot write{where}: its file system is read-only; make it writable, then rerun {rerun}"
     if err.errno in (errno.EACCES, errno.EPERM):
         folder = path.parent if path else "the folder"
         return (f"permission denied for{where}; give this user read and write access to it and to {folder} "
-                "(`ls -ld` shows the owner), then rerun `dvc repro`")
+                f"(`ls -ld` shows the owner), then rerun {rerun}")
     if err.errno == errno.ENOENT:
-        return f"{path or 'a file'} does not exist; run the stage that makes it (`dvc repro`) or restore it"
+        return f"{path or 'a file'} does not exist; make it (`dvc repro`) or restore it, then rerun {rerun}"
     return None
 
 
-def one_line(err: BaseException) -> str | None:
+def one_line(err: BaseException, rerun: str = "`dvc repro`") -> str | None:
     """The one-line message of an error the user can fix, or None for a bug (which keeps its traceback)."""
     if isinstance(err, UserError):
         return str(err)
     if isinstance(err, OSError):
-        return environment_problem(err)
+        return environment_problem(err, rerun)
     return None

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from vae.errors import UserError
+from vae.errors import UserError, one_line
 from vae.studies.experiments import code_version, experiments, queue
 from vae.studies.report import RESULTS_DIR, latest, read_record, write_report
 from vae.studies.slurm import SlurmOptions, collect, submit
@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             submit(study, SlurmOptions(args.partition, args.cpus, args.mem, args.time, args.workdir, args.remote,
                                        args.cache, args.sbatch_args, bool(args.requeue)), select(study, args.runs))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UserError, OSError) as err:
+        message = one_line(err, rerun="the command")
+        if message is None:
+            raise  # not the environment's: a bug, with its traceback
+        print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
 
