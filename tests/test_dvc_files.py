@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from dvc.utils.serialize import parse_yaml
 
 from tests.project_imports import PROJECT_PACKAGES, import_closure
 from vae.runtime.dvc_yaml import read_stage, stage_names
@@ -59,8 +59,9 @@ def lock_problems(root: Path) -> list[str]:
     That is what `dvc status` reports as a changed stage on a fresh clone; outputs, and deps
     that are other stages' outputs, are missing there and are not compared.
     """
-    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    # Read as DVC reads them (YAML 1.2: PyYAML would take dvc.lock's `1e-08` for a string)
+    lock = parse_yaml((root / "dvc.lock").read_text(), "dvc.lock")["stages"]
+    params = parse_yaml((root / "params.yaml").read_text(), "params.yaml")
     tracked = git_tracked(root)
     problems = [f"{name}: not in dvc.lock" for name in stage_names(root / "dvc.yaml") if name not in lock]
     for name, locked in lock.items():

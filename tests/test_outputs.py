@@ -1,4 +1,4 @@
-"""A stage's outputs appear whole or not at all, and an environment failure is one line that says what to do."""
+"""An environment failure is one line that says what to do, and leaves no half output (tests/test_io.py: `staged`)."""
 
 import errno
 import os
@@ -14,33 +14,7 @@ from tests.conftest import REPO_ROOT as REPO
 from tests.conftest import synthetic_arrays
 from vae.data.idx import format_idx
 from vae.errors import UserError, environment_problem, one_line
-from vae.io import staged, write_bytes, write_text
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def test_staged_outputs_replace_the_old_ones_together(tmp_path: Path) -> None:
-    write_text(tmp_path / "out/old.txt", "old")
-    write_text(tmp_path / "metrics.json", "{}")
-    with staged(tmp_path / "out", tmp_path / "metrics.json") as (folder, metrics):
-        write_text(folder / "a.txt", "a")
-        write_text(metrics, '{"loss": 1}')
-        assert snapshot(tmp_path / "out") == {"old.txt": b"old"}  # nothing moves before the block ends
-    assert snapshot(tmp_path) == {"metrics.json": b'{"loss": 1}', "out/a.txt": b"a"}
-
-
-def test_a_failure_at_any_point_leaves_the_last_outputs_and_no_temporary_file(tmp_path: Path) -> None:
-    write_text(tmp_path / "out/old.txt", "old")
-    write_text(tmp_path / "table.csv", "x\n1\n")
-    before = snapshot(tmp_path)
-    with pytest.raises(OSError), staged(tmp_path / "out", tmp_path / "table.csv") as (folder, table):
-        write_text(folder / "a.txt", "a")
-        write_text(table, "x\n2\n")
-        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "b.txt"))
-    assert snapshot(tmp_path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "table.csv"]
+from vae.io import staged, write_text
 
 
 def test_a_failure_where_dvc_removed_the_outputs_leaves_nothing(tmp_path: Path) -> None:
@@ -54,40 +28,6 @@ def test_the_error_names_the_output_not_its_temporary_path(tmp_path: Path) -> No
     with pytest.raises(OSError) as caught, staged(tmp_path / "processed") as (folder,):
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "test.npz"))
     assert caught.value.filename == str(tmp_path / "processed/test.npz")
-
-
-def test_leftovers_of_a_killed_run_are_removed_first(tmp_path: Path) -> None:
-    write_text(tmp_path / ".out.staged/half.txt", "half")  # as a SIGKILL mid-stage leaves them
-    with staged(tmp_path / "out") as (folder,):
-        write_text(folder / "whole.txt", "whole")
-    assert snapshot(tmp_path) == {"out/whole.txt": b"whole"}
-
-
-def test_an_output_the_stage_forgot_is_a_bug_not_a_half_result(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="did not write"), staged(tmp_path / "a", tmp_path / "b") as (a, _):
-        write_text(a, "a")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_failed_write_says_which_file_and_how_many_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(self: Path, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(Path, "write_bytes", full)
-    with pytest.raises(OSError) as caught:
-        write_bytes(tmp_path / "model.pt", b"x" * 3 * 2**20)
-    assert (caught.value.errno, caught.value.filename, caught.value.needed_bytes) == \
-        (errno.ENOSPC, str(tmp_path / "model.pt"), 3 * 2**20)
-    assert not list(tmp_path.iterdir())
-
-
-def test_a_full_disk_is_one_line_with_the_path_the_sizes_and_the_fix(tmp_path: Path) -> None:
-    err = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "data/processed/test.npz"))
-    err.needed_bytes = 10**15  # more than any disk here has free
-    line = environment_problem(err)
-    assert line.startswith(f"no space left writing {tmp_path}/data/processed/test.npz (953674316.4 MB to write, ")
-    assert line.endswith("MB on that disk (or move the repository to a bigger one), then rerun `dvc repro`")
-    assert "\n" not in line
 
 
 @pytest.mark.parametrize("code, start", [
