@@ -25,6 +25,7 @@ def test_no_resource_module_means_no_peak_memory(monkeypatch):
     assert machine.peak_memory_mib() is None
 
 
+@pytest.mark.e2e
 def test_a_stage_run_without_its_paths_says_which_are_missing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stages.split", "--raw", "data/raw"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)

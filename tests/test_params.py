@@ -194,6 +194,7 @@ def test_load_params_missing_file(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+@pytest.mark.e2e
 def test_stage_with_bad_params_fails_in_one_line(tmp_path):
     """A stage run with a bad params.yaml prints one error line, exits non-zero and touches nothing.
 
