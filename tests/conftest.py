@@ -15,12 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks
 
 
+def fault_env(**variables: str) -> dict[str, str]:
+    """Environment that puts the fault seam (tests/faults/sitecustomize.py) first on PYTHONPATH, with ``variables``."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH", "")])), **variables}
+
+
 def signal_env(signal_at: str, only_in: str = "", once: Path | None = None) -> dict[str, str]:
     """Environment that makes a started process send itself ``signal_at`` (``SIGKILL@3.5``: epoch 3,
     batch 5) from its training loop; ``only_in``: only in a process whose working folder has that name;
     ``once``: only where that file does not exist yet (the first attempt). See tests/faults/sitecustomize.py."""
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH", "")])),
-           "VAE_TEST_SIGNAL_AT": signal_at}
+    env = fault_env(VAE_TEST_SIGNAL_AT=signal_at)
     if only_in:
         env["VAE_TEST_SIGNAL_IN"] = only_in
     if once is not None:

@@ -246,11 +246,22 @@ def test_corrupt_mirror_leaves_existing_outputs_alone(tmp_path, mirror, idx_file
     """A failed download never overwrites a file already in the output folder with bad bytes."""
     out = tmp_path / "raw"
     out.mkdir()
-    (out / FILES[0]).write_bytes(idx_files[FILES[0]])
-    (mirror / "fake" / f"{FILES[0]}.gz").write_bytes(corrupt(gz(idx_files[FILES[0]])))
+    (out / FILES[1]).write_bytes(b"an older version")
+    (mirror / "fake" / f"{FILES[1]}.gz").write_bytes(corrupt(gz(idx_files[FILES[1]])))
     with pytest.raises(UserError, match="corrupt or truncated gzip"):
         download_dataset(fake_spec(idx_files), out, mirror=str(mirror))
-    assert assert_only_verified(out, idx_files) == [FILES[0]]
+    assert (out / FILES[1]).read_bytes() == b"an older version"
+
+
+def test_a_verified_dataset_is_kept_without_fetching_anything(tmp_path, mirror, idx_files, caplog):
+    """A rerun (a code change DVC sees) finds the four files verified in place: no source is asked, offline too."""
+    out = tmp_path / "raw"
+    download_dataset(fake_spec(idx_files), out, mirror=str(mirror))
+    (out / "stale-file").write_bytes(b"not part of the dataset")
+    caplog.set_level("INFO", logger="vae")
+    download_dataset(fake_spec(idx_files), out)  # no mirror, no official URL: would fail if it fetched
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == idx_files
+    assert all("already in" in record.message for record in caplog.records)
 
 
 def test_no_sources_at_all(tmp_path, idx_files):

@@ -76,8 +76,8 @@ def test_a_full_disk_is_one_line_naming_the_final_path_and_the_size(tmp_path: Pa
     assert (info.value.errno, info.value.filename, info.value.needed_bytes) == (errno.ENOSPC, str(target), 3 * 2**20)
     assert list(tmp_path.iterdir()) == []
     line = environment_problem(info.value)
-    assert re.fullmatch(rf"no space left writing {re.escape(str(target))} \(3\.0 MB to write, \d+\.\d MB free\); "
-                        r"free at least \d+ MB on that disk \(or move the repository to a bigger one\), "
+    assert re.fullmatch(rf"no space left writing {re.escape(str(target))} \(3\.0 MB to write, [\d.]+ [kM]B free\); "
+                        r"free (space|at least [\d.]+ [kM]B) on that disk \(or move the repository to a bigger one\), "
                         r"then rerun `dvc repro`", line), line
 
 
@@ -141,3 +141,21 @@ def test_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
     np.savez(path, images=np.array([{"not": "an array"}], dtype=object))
     with pytest.raises(UserError, match="holds pickled objects"):
         load_npz(path)
+
+
+def test_a_folder_that_cannot_move_into_place_leaves_the_last_one(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    file, folder = outputs(tmp_path, "old")
+    rename = Path.rename
+
+    def refuse_the_new_folder(self: Path, target: Path) -> Path:
+        if self.name == ".epochs.staged":
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(self))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse_the_new_folder)
+    with pytest.raises(OSError), staged(folder) as (tmp_folder,):
+        tmp_folder.mkdir()
+        (tmp_folder / "epoch_001.pt").write_text("new")
+    assert contents(file, folder) == ("old", {"epoch_001.pt": "old"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs", "metrics.json"]

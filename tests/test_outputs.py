@@ -78,6 +78,6 @@ def test_split_on_a_really_full_disk_is_one_line_and_leaves_nothing(tmp_path: Pa
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert re.fullmatch(rf"error: no space left writing {small_disk}/processed/train\.npz \(\d\.\d MB to write, "
-                        r"\d\.\d MB free\); free at least \d+ MB on that disk \(or move the repository to a bigger "
-                        r"one\), then rerun `dvc repro`", proc.stderr.strip().splitlines()[-1]), proc.stderr
+                        r"[\d.]+ [kM]B free\); free at least [\d.]+ [kM]B on that disk \(or move the repository to "
+                        r"a bigger one\), then rerun `dvc repro`", proc.stderr.strip().splitlines()[-1]), proc.stderr
     assert list(small_disk.iterdir()) == []

@@ -20,7 +20,7 @@ import dvc.api
 import pytest
 
 from tests.commands import git_files, run
-from tests.conftest import no_data_source_reason
+from tests.conftest import no_data_source_reason, signal_env
 from vae.errors import UserError
 from vae.studies.slurm import JOB_SCRIPT, SlurmOptions, submit
 from vae.studies.spec import load_study, write_params
@@ -177,9 +177,7 @@ def make(repo: Path, *args: str, env: dict[str, str], fails: bool = False) -> st
 def kill_once(run_name: str, at: str, marker: Path) -> dict[str, str]:
     """The environment that makes the tests/faults hook send a signal at ``at`` (SIGNAME@EPOCH.BATCH) to
     the run ``run_name`` (its clone's folder) on its first attempt only (``marker`` is made when it fires)."""
-    path = os.pathsep.join(p for p in (str(REPO / "tests/faults"), os.environ.get("PYTHONPATH")) if p)
-    return {"PYTHONPATH": path, "VAE_TEST_SIGNAL_AT": at, "VAE_TEST_SIGNAL_IN": run_name,
-            "VAE_TEST_SIGNAL_ONCE": str(marker)}
+    return signal_env(at, only_in=run_name, once=marker)
 
 
 def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, project) -> None:

@@ -20,12 +20,18 @@ class UserError(Exception):
     """
 
 
-def _free_mb(path: Path) -> float | None:
-    """Free space on the filesystem holding ``path`` (its nearest existing folder), in MB."""
+def _free_bytes(path: Path) -> int | None:
+    """Free space on the filesystem holding ``path`` (its nearest existing folder), or None if unreadable."""
     for folder in [path, *path.parents]:
-        if folder.exists():
-            return shutil.disk_usage(folder).free / MB
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
     return None
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / MB:.1f} MB" if n_bytes >= MB / 10 else f"{n_bytes / 1024:.0f} kB"
 
 
 def environment_problem(err: OSError, rerun: str = "`dvc repro`") -> str | None:
@@ -37,10 +43,11 @@ def environment_problem(err: OSError, rerun: str = "`dvc repro`") -> str | None:
     where = f" {path}" if path else ""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         needed = getattr(err, "needed_bytes", None)
-        free = _free_mb(path) if path else None
-        size = f"{needed / MB:.1f} MB to write, " if needed is not None else ""
-        left = f"{free:.1f} MB free" if free is not None else "the disk is full"
-        more = f"at least {max(needed / MB - (free or 0), 0) + 1:.0f} MB" if needed is not None else "space"
+        free = _free_bytes(path) if path else None
+        size = f"{_size(needed)} to write, " if needed is not None else ""
+        left = f"{_size(free)} free" if free is not None else "the disk is full"
+        short = needed - (free or 0) if needed is not None else 0
+        more = f"at least {_size(short)}" if short > 0 else "space"
         kind = "no space left" if err.errno == errno.ENOSPC else "disk quota exceeded"
         return (f"{kind} writing{where} ({size}{left}); free {more} on that disk (or move the repository to "
                 f"a bigger one), then rerun {rerun}")

@@ -1,10 +1,11 @@
-"""Atomic file output: every file a stage writes appears whole or not at all, and so does every stage.
+"""Atomic file output: every file a stage writes appears whole or not at all.
 
 Each writer renders its file in memory, writes it to a temporary file in the destination
 folder, flushes it to disk, then renames it over the destination (an atomic step on POSIX),
 so a crash or a kill never leaves a half-written file behind. ``staged`` does the same for a
-stage's whole set of outputs (files and folders): they are written beside the final paths
-and moved into place together once the last is written.
+stage's set of outputs (files and folders): they are written beside the final paths and
+moved into place together once the last is written (split, classifier, evaluate, sample,
+embed-latents, plot; train keeps one file per epoch and commits with its training state).
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +62,11 @@ def _move_into_place(staging: Path, final: Path) -> None:
         old = final.parent / f".{final.name}.old"
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
-        staging.rename(final)
+        try:
+            staging.rename(final)
+        except OSError:
+            old.rename(final)  # the last outputs, back in place
+            raise
         shutil.rmtree(old)
     else:
         os.replace(staging, final)
@@ -71,6 +77,19 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block ends (where the OS can hold signals: POSIX)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _as_output_error(err: OSError, staging: list[Path], finals: list[Path]) -> OSError:
@@ -106,10 +125,11 @@ def staged(*outputs: str | Path) -> Iterator[list[Path]]:
         missing = [str(final) for path, final in zip(staging, finals) if not path.exists()]
         if missing:
             raise RuntimeError(f"the stage did not write {', '.join(missing)}")  # a bug in the stage, not the user's
-        for path, final in zip(staging, finals):
-            _move_into_place(path, final)
+        with _signals_deferred():  # never some outputs new and some old
+            for path, final in zip(staging, finals):
+                _move_into_place(path, final)
     except OSError as err:
-        raise _as_output_error(err, staging, finals) from None
+        raise _as_output_error(err, staging, finals) from err
     finally:
         for path in staging:
             _remove(path)
@@ -123,7 +143,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     except OSError as err:
         failed = OSError(err.errno, err.strerror, str(path))
         failed.needed_bytes = len(data)  # for the one-line message (vae.errors.environment_problem)
-        raise failed from None
+        raise failed from err
 
 
 def write_text(path: str | Path, text: str) -> None:

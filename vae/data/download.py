@@ -71,18 +71,32 @@ def _describe(err: Exception) -> str:
     return str(err) or type(err).__name__
 
 
+def _verified_in_place(path: Path, md5: str) -> bytes | None:
+    """The content of ``path`` if it is already the official file (its MD5 matches), else None."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if hashlib.md5(data).hexdigest() == md5 else None
+
+
 def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None = None,
                      timeout: float = 30.0) -> list[Path]:
     """Store the verified, uncompressed IDX files of ``spec`` in ``out_dir``.
 
-    All four files are fetched and verified before the first is written, so a failed
-    download leaves ``out_dir`` as it was (dvc.yaml persists it: DVC does not empty it first).
-    Then the folder holds those four files and nothing else.
+    A file already in ``out_dir`` with the official MD5 is kept and not fetched, so a rerun (a
+    code change DVC sees) costs nothing and works offline. All four files are verified before
+    the first is written, so a failed download leaves ``out_dir`` as it was (dvc.yaml persists
+    it: DVC does not empty it first). Then the folder holds those four files and nothing else.
     """
     out_dir = Path(out_dir)
     tried = sources(spec, mirror)
-    verified = {}
+    verified, kept = {}, set()
     for name in FILES:
+        if _verified_in_place(out_dir / name, spec.md5[name]) is not None:
+            log.info("%s: already in %s, MD5 verified", name, out_dir)
+            kept.add(name)
+            continue
         failures = []
         for prefix in tried:
             try:
@@ -102,7 +116,7 @@ def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None 
     for name, data in verified.items():
         write_bytes(out_dir / name, data)
     for other in out_dir.iterdir():
-        if other.name not in verified:
+        if other.name not in verified and other.name not in kept:
             other.unlink()
     return [out_dir / name for name in FILES]
 

@@ -34,7 +34,7 @@ def _restore_hint(stage: str) -> str:
         return ""
     try:
         return read_stage(stage).restore_hint()
-    except UserError:
+    except (UserError, OSError):
         return ""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vae.errors import UserError
+from vae.io import write_text
 from vae.studies.experiments import TARGET, command
 from vae.studies.spec import Study
 
@@ -72,8 +73,7 @@ def write_run_table(study: Study, commit: str, workdir: Path) -> Path:
     changes the table under a pending task.
     """
     path = workdir.resolve() / f"{study.name}-{commit[:12]}.runs"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{run.name}\n" for run in study.runs()))
+    write_text(path, "".join(f"{run.name}\n" for run in study.runs()))
     return path
 
 
