@@ -102,6 +102,8 @@ def test_each_stage_writes_only_its_own_declared_outputs(project: Path) -> None:
     """Each stage rerun alone (`dvc repro -s -f`) touches no file outside its own outs in dvc.yaml."""
     repo = project
     for stage in STAGES:
+        if stage == "download":  # it keeps a dataset that verifies: make it fetch one file
+            (repo / "data/raw/t10k-labels-idx1-ubyte").unlink()
         before = result_files(repo)
         run(repo, "dvc", "repro", "-s", "-f", stage)
         after = result_files(repo)
@@ -277,13 +279,15 @@ def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(pro
 
 
 def test_a_failed_download_leaves_the_verified_dataset_in_place(project: Path, tmp_path: Path) -> None:
-    """`dvc repro -f -s download` with a corrupt file in the mirror: one clear line, data/raw unchanged."""
+    """`dvc repro -f -s download` that must fetch a file the mirror holds corrupt: one clear line, data/raw
+    unchanged (the three files that verify in place stay; nothing is written)."""
     repo = project
     source = Path(os.environ.get(MIRROR_ENV, "")) / "mnist"
     if not source.is_dir():
         pytest.skip(f"needs {MIRROR_ENV} to be a folder")
     shutil.copytree(source, tmp_path / "mirror" / "mnist")
     (tmp_path / "mirror" / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
+    (repo / "data/raw/t10k-images-idx3-ubyte").unlink()
     before = {p.name: p.read_bytes() for p in (repo / "data/raw").iterdir()}
     output = run(repo, "dvc", "repro", "-f", "-s", "download", fails=True,
                  env={MIRROR_ENV: str(tmp_path / "mirror")})

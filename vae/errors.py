@@ -31,7 +31,9 @@ def _free_bytes(path: Path) -> int | None:
 
 
 def _size(n_bytes: float) -> str:
-    return f"{n_bytes / MB:.1f} MB" if n_bytes >= MB / 10 else f"{n_bytes / 1024:.0f} kB"
+    if n_bytes >= MB / 10:
+        return f"{n_bytes / MB:.1f} MB"
+    return f"{n_bytes / 1024:.0f} kB" if n_bytes >= 1024 else f"{n_bytes:.0f} bytes"
 
 
 def environment_problem(err: OSError, rerun: str = "`dvc repro`") -> str | None:
