@@ -92,6 +92,13 @@ def _signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def _named(err: OSError, path: str | Path, needed_bytes: int | None) -> OSError:
+    """``err`` for ``path``, carrying the bytes its write needed (for ``vae.errors.environment_problem``)."""
+    named = OSError(err.errno, err.strerror, str(path))
+    named.needed_bytes = needed_bytes
+    return named
+
+
 def _as_output_error(err: OSError, staging: list[Path], finals: list[Path]) -> OSError:
     """``err`` with its file named by the output it was written for, not by its temporary path."""
     if err.filename is None:
@@ -99,9 +106,8 @@ def _as_output_error(err: OSError, staging: list[Path], finals: list[Path]) -> O
     name = Path(err.filename)
     for path, final in zip(staging, finals):
         if name == path or path in name.parents:
-            renamed = OSError(err.errno, err.strerror, str(final if name == path else final / name.relative_to(path)))
-            renamed.needed_bytes = getattr(err, "needed_bytes", None)
-            return renamed
+            output = final if name == path else final / name.relative_to(path)
+            return _named(err, output, getattr(err, "needed_bytes", None))
     return err
 
 
@@ -141,9 +147,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
     except OSError as err:
-        failed = OSError(err.errno, err.strerror, str(path))
-        failed.needed_bytes = len(data)  # for the one-line message (vae.errors.environment_problem)
-        raise failed from err
+        raise _named(err, path, len(data)) from err
 
 
 def write_text(path: str | Path, text: str) -> None:
