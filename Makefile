@@ -38,9 +38,10 @@ lint: setup
 
 bench: setup
 	$(RUN) python -m benchmarks.train_speed
+	$(RUN) python -m benchmarks.numerics
 
 # A study (studies/$(STUDY).yaml): queue every run that is not done yet as a named DVC
-# experiment and start JOBS queue workers in the background, THREADS torch threads each
+# experiment and start JOBS queue workers in the background, each run with `threads: THREADS`
 # (1 thread per worker uses the cores best); follow with `dvc queue status`. Then
 # `make report STUDY=...` writes docs/results/$(STUDY).{csv,md,png}. RUNS (shell patterns
 # of run names, e.g. RUNS="variants-fashion-mnist-conv-*") runs only part of the study.
@@ -50,8 +51,8 @@ RUN_PATTERNS = --runs $(foreach pattern,$(RUNS),'$(pattern)')
 JOBS ?= 2
 THREADS ?= 1
 study: setup
-	$(RUN) python -m vae.studies queue $(STUDY) $(RUN_PATTERNS)
-	OMP_NUM_THREADS=$(THREADS) $(RUN) dvc queue start -j $(JOBS) >/dev/null 2>&1  # workers must not hold make's output
+	$(RUN) python -m vae.studies queue $(STUDY) --threads $(THREADS) $(RUN_PATTERNS)
+	$(RUN) dvc queue start -j $(JOBS) >/dev/null 2>&1  # workers must not hold make's output
 
 report: setup
 	$(RUN) python -m vae.studies report $(STUDY)

@@ -5,11 +5,15 @@ import os
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import pytest
+from vae.numerics import pin
 
-from vae.data.datasets import FILES
-from vae.data.idx import format_idx
+pin("portable")  # before numpy and torch load: in-process tests compute as the default stages do
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vae.data.datasets import FILES  # noqa: E402
+from vae.data.idx import format_idx  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks

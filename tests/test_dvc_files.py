@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 # Modules a stage imports that cannot shape any of its outputs, so that editing them must not
 # rerun anything. Keep this short: each needs a reason.
 NOT_DEPS = {
-    "stages/__init__.py": "a docstring only",
     "vae/__init__.py": "a docstring and the notebook API's lazy import (its __getattr__, which no stage calls)",
     "vae/data/__init__.py": "a docstring only",
     "vae/runtime/__init__.py": "a docstring only",

@@ -51,7 +51,9 @@ def test_the_settings_carry_the_precision() -> None:
     raw = yaml.safe_load(PARAMS_YAML.read_text())
     assert TrainingSettings.from_params(validate(raw)).precision == "32-true" == TrainingSettings().precision
     for precision in PRECISIONS:
-        assert TrainingSettings.from_params(validate(raw | {"precision": precision})).precision == precision
+        numerics = "native" if precision == "bf16-mixed" else "portable"  # bfloat16 bytes are per machine
+        assert TrainingSettings.from_params(validate(raw | {"precision": precision, "numerics": numerics})
+                                            ).precision == precision
 
 
 def test_32_true_runs_without_autocast_and_bf16_mixed_trains_in_float32_state(monkeypatch) -> None:

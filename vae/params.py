@@ -18,6 +18,7 @@ from vae.data.datasets import DATASETS
 from vae.errors import UserError
 from vae.likelihoods import LIKELIHOODS
 from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, OBJECTIVES
+from vae.numerics import MODES
 from vae.training import IWAE_EPOCHS, LR_SCHEDULES, PRECISIONS
 
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
@@ -61,6 +62,8 @@ class Params:
     objective: str
     train_samples: int
     precision: str
+    numerics: str
+    threads: int
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of ``vae.model.VAE`` that these params choose."""
@@ -123,6 +126,8 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "objective": _one_of(*OBJECTIVES),
     "train_samples": (int, _positive, "an integer > 0 (latent samples per image in each training step)"),
     "precision": _one_of(*PRECISIONS),
+    "numerics": _one_of(*MODES),
+    "threads": (int, _positive, "an integer > 0 (the threads of every stage that computes)"),
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
@@ -139,6 +144,8 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
      "weights the ELBO's KL term, and objective: iwae has none (the bound weighs whole samples); use beta: 1.0"),
     ("kl_warmup_epochs", 0, lambda v: v["objective"] == "elbo",
      "warms up the ELBO's KL term, and objective: iwae has none; use kl_warmup_epochs: 0"),
+    ("precision", "32-true", lambda v: v["numerics"] == "native",
+     "multiplies on each CPU's own bfloat16 units, whose bytes are per machine; set numerics: native"),
 ]
 assert set(_RULES) == {f.name for f in fields(Params)}
 

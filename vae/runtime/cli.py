@@ -2,8 +2,9 @@
 
 dvc.yaml names every path once and passes each stage its inputs and outputs as
 ``--name path`` options; ``run_stage`` parses them, sets the process up (logging, the
-subnormal switch, clean Ctrl-C), runs the stage, and turns a ``UserError``, an error of the
-environment (a full disk, a read-only folder) or Ctrl-C into one line and an exit code.
+subnormal switch, params.yaml's numerics and threads, clean Ctrl-C), runs the stage, and turns
+a ``UserError``, an error of the environment (a full disk, a read-only folder) or Ctrl-C into one
+line and an exit code.
 """
 
 import argparse
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vae.errors import UserError, one_line
+from vae.numerics import configure_torch
 from vae.params import Params, load_params
 from vae.runtime import interrupt
 from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
@@ -50,6 +52,8 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
     flush_subnormals()
     try:
         interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
+        params = stage_params()
+        configure_torch(params.numerics, params.threads)  # stages/__init__.py pinned the rest before torch loaded
         main(args)
     except KeyboardInterrupt:
         print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",

@@ -3,8 +3,11 @@
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from vae.numerics import report as numerics_report
 
 
 def peak_memory_mib() -> float | None:
@@ -28,11 +31,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device) -> dict[str, str | int]:
-    """What a run's numbers depend on besides its params and code: the same code gives other
-    last digits on another CPU model, thread count or torch version (docs/results keeps these)."""
+def environment(device: torch.device, numerics: str) -> dict[str, Any]:
+    """What a run's numbers depend on besides its params and code, and the code paths that ran.
+
+    In ``numerics: portable`` a CPU run gives the same bytes on every x86-64 CPU with AVX2 for
+    the same params (``threads`` included) and torch version; in ``native``, and on a GPU, the
+    CPU or GPU model matters too (docs/results keeps these).
+    """
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-    return {"cpu": name, "device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"cpu": name, "device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            **numerics_report(numerics)}
 
 
 def missing_bf16_feature() -> str | None:

@@ -22,7 +22,11 @@ def parser() -> argparse.ArgumentParser:
     only = argparse.ArgumentParser(add_help=False)
     only.add_argument("--runs", nargs="*", default=[], metavar="PATTERN",
                       help="only the runs whose names match a shell pattern (variants-fashion-mnist-conv-*)")
-    actions.add_parser("queue", parents=[only], help="queue the study's runs that are not done as DVC experiments"
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="the runs' `threads` param (params.yaml's if not given)")
+    actions.add_parser("queue", parents=[only, threads],
+                       help="queue the study's runs that are not done as DVC experiments"
                        ).add_argument("study", help="a file studies/NAME.yaml")
     actions.add_parser("report", help="add the finished runs to docs/results/NAME.csv, write NAME.md and .png"
                        ).add_argument("study")
@@ -40,10 +44,18 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--sbatch-args", default=defaults.sbatch_args, help="more sbatch options, as one string")
     slurm.add_argument("--requeue", type=int, choices=(0, 1), default=1, help="1: SLURM may requeue a task")
     actions.add_parser("collect", help="pull every experiment pushed to origin (dvc exp pull --all-commits)")
-    set_params = actions.add_parser("set-params", help="write one run's params into params.yaml (a SLURM task's step)")
+    set_params = actions.add_parser("set-params", parents=[threads],
+                                    help="write one run's params into params.yaml (a SLURM task's step)")
     set_params.add_argument("study")
     set_params.add_argument("run", help="the run's name, e.g. smoke-mnist-notebook-s1")
     return p
+
+
+def _threads(threads: int | None) -> dict[str, int]:
+    """The ``threads`` override of ``--threads`` (a run's thread count is part of its params: it changes the bytes)."""
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} is not an integer > 0; give the CPU threads of each run")
+    return {} if threads is None else {"threads": threads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,14 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             record = latest(read_record(RESULTS_DIR / f"{study.name}.csv"))
             done = record[record["code"] == code_version()].to_dict("records") if len(record) else []
             only = select(study, args.runs)
-            queued = queue(study, done, only)
+            queued = queue(study, done, only, _threads(args.threads))
             log.info("%d of %d runs queued; start them with `dvc queue start`, follow with `dvc queue status`",
                      len(queued), len(only))
         elif args.action == "set-params":
             runs = {run.name: run for run in study.runs()}
             if args.run not in runs:
                 raise UserError(f"study {study.name} has no run {args.run!r}; its runs are {', '.join(runs)}")
-            write_params("params.yaml", runs[args.run].overrides)
+            write_params("params.yaml", runs[args.run].overrides | _threads(args.threads))
         elif args.action == "report":
             runs = write_report(study, experiments(all_commits=True))
             log.info("%d of %d runs in %s/%s.md (%.1f s)", len(runs), len(study.runs()), RESULTS_DIR, study.name,

@@ -118,8 +118,11 @@ def same_params(run: Run, params: dict[str, Any]) -> bool:
     return all(key in params and params[key] == value for key, value in run.overrides.items())
 
 
-def queue(study: Study, done_rows: list[dict[str, Any]], only: set[str] | None = None) -> list[Run]:
+def queue(study: Study, done_rows: list[dict[str, Any]], only: set[str] | None = None,
+          extra: dict[str, Any] | None = None) -> list[Run]:
     """Queue every run of ``study`` not done yet (of those named in ``only``, if given); return the queued runs.
+
+    ``extra``: params set for every run besides the study's own (``threads``).
 
     ``done_rows``: rows of the study's CSV made with the current code (``code_version()``).
     """
@@ -139,7 +142,8 @@ def queue(study: Study, done_rows: list[dict[str, Any]], only: set[str] | None =
         if run.name in recorded and same_params(run, recorded[run.name]):
             log.info("%s: in the study's CSV with this code, skipped", run.name)
             continue
-        command("dvc", "exp", "run", "--queue", "-n", run.name, *run.set_params(), TARGET)
+        extra_args = [arg for key, value in (extra or {}).items() for arg in ("-S", f"{key}={value}")]
+        command("dvc", "exp", "run", "--queue", "-n", run.name, *run.set_params(), *extra_args, TARGET)
         log.info("%s: queued", run.name)
         queued.append(run)
     return queued

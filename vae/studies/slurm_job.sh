@@ -56,7 +56,7 @@ rm -f .dvc/tmp/rwlock # the clone is this run's alone: a lock left by a killed a
 if ! dvc exp list --name-only 2>/dev/null | grep -x "$NAME" >/dev/null; then
   # `dvc exp run` would first restore the baseline's outputs over the saved epochs, so the
   # run is `dvc repro` in the clone (the train stage resumes) saved as the experiment.
-  python -m vae.studies set-params "$VAE_JOB_STUDY" "$NAME"
+  python -m vae.studies set-params --threads "$OMP_NUM_THREADS" "$VAE_JOB_STUDY" "$NAME"
   dvc repro "$VAE_JOB_TARGET"
   NEW=()
   while IFS= read -r file; do NEW+=(-I "$file"); done < <(git ls-files --others --exclude-standard)
