@@ -1,4 +1,4 @@
-"""The VAE: encoder, decoder, the reparameterization trick, and its loss (-ELBO).
+"""The VAE: encoder, decoder, the reparameterization trick, its loss (-ELBO) and training objectives.
 
 The default is the notebook's model: an MLP (784-512-512-latent, ReLU) and BCE + KL
 on grey pixels. Options: the MLP's depth and activation (``tanh`` for the IWAE
@@ -7,7 +7,9 @@ p(x|z): ``bernoulli`` (the notebook's, on grey levels), ``binarized`` (the same 
 pixels drawn as 0/1, the papers' dynamically binarized MNIST) or
 ``continuous_bernoulli`` (a normalized density on [0, 1]).
 
-The likelihoods are objects of ``vae.likelihoods``. A model file (``save_model``,
+``batch_objective`` is the one loss of a training step for every objective (the ELBO, or
+Burda et al.'s IWAE bound) and number of samples k. The likelihoods are objects of
+``vae.likelihoods``. A model file (``save_model``,
 ``load_model``) holds the architecture beside the weights. Module names match the
 notebook's, so its ``state_dict`` files load here and ours there.
 Sampling takes an optional ``torch.Generator`` so that every random draw of the

@@ -188,8 +188,8 @@ def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: Traini
     Each step minimizes ``vae.model.batch_objective`` with the KL weight w from ``settings``
     (recon + w * KL, or an objective of sampled log weights, whose value per image is returned
     too, as ``objective``); the loss returned is the unweighted one-sample negative ELBO,
-    whatever the step minimized. ``on_batch(epoch, batch)``
-    runs after every step (batches count from 1).
+    whatever the step minimized. ``on_batch(epoch, batch)`` runs after every step (batches
+    count from 1).
 
     Batch losses are kept on the device and checked once per epoch (no per-batch
     synchronization); a non-finite one raises ``UserError`` naming the epoch and
