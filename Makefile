@@ -24,8 +24,9 @@ setup: $(VENV)/.installed
 pipeline: setup
 	$(RUN) dvc repro
 
-# Everything, as CI runs it.
+# Everything, as CI runs it: ruff, then every test.
 test: setup
+	$(RUN) ruff check .
 	$(RUN) python -m pytest tests
 
 # The edit-test loop: ruff and every test that runs no stage, DVC or SLURM as a subprocess.

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal
 
 from vae.errors import UserError
-from vae.model import VAE, gaussian_kl, multi_sample_objective, negative_elbo
+from vae.model import VAE, batch_objective, gaussian_kl, log_weights, negative_elbo, posterior_noise
 from vae.params import load_params, validate
 from vae.training import HISTORY_COLUMNS, OBJECTIVE_COLUMN, TrainingSettings, TrainState, evaluate_elbo, fit
 
@@ -46,14 +46,26 @@ def reference_log_weights(model: VAE, x: torch.Tensor, k: int, seed: int) -> tor
 
 def objective(model: VAE, x: torch.Tensor, name: str, k: int, seed: int = 3) -> torch.Tensor:
     with torch.no_grad():
-        return multi_sample_objective(model, x, name, k, torch.Generator().manual_seed(seed))[0]
+        return batch_objective(model, x, name, k, torch.Generator().manual_seed(seed)).minimized
 
 
 def test_iwae_with_one_sample_is_the_one_sample_elbo_estimate_on_the_same_noise() -> None:
     model, x = model_and_images()
     want = -reference_log_weights(model, x, 1, seed=3).sum()
     assert objective(model, x, "iwae", 1).double() == pytest.approx(float(want), rel=1e-5)
-    assert objective(model, x, "elbo", 1) == objective(model, x, "iwae", 1)
+    with torch.no_grad():  # the same float32 log weight as the k-sample ELBO's (elbo at k = 1 is the analytic KL's)
+        mu, logvar = model.encoder(x)
+        log_w = log_weights(model, x, mu, logvar, posterior_noise(mu, torch.Generator().manual_seed(3), 1))
+    assert objective(model, x, "iwae", 1) == -log_w.sum()
+
+
+def test_elbo_at_one_sample_is_the_notebooks_negative_elbo_and_reports_no_objective() -> None:
+    model, x = model_and_images()
+    with torch.no_grad():
+        step = batch_objective(model, x, "elbo", 1, torch.Generator().manual_seed(3))
+        want = negative_elbo(model, x, torch.Generator().manual_seed(3))
+    assert (step.minimized, step.loss, step.recon, step.kl) == (want[0], *want)
+    assert len(step.reported()) == 3 and len(batch_objective(model, x, "iwae", 1).reported()) == 4
 
 
 def test_iwae_with_k_samples_is_the_log_mean_exp_of_the_log_weights() -> None:
@@ -78,7 +90,8 @@ def test_the_iwae_bound_is_never_below_the_elbo_estimate_of_the_same_samples() -
 def test_the_reported_terms_are_the_one_sample_elbo_of_the_first_sample() -> None:
     model, x = model_and_images()
     with torch.no_grad():
-        _, loss, recon, kl = multi_sample_objective(model, x, "iwae", K, torch.Generator().manual_seed(3))
+        step = batch_objective(model, x, "iwae", K, torch.Generator().manual_seed(3))
+        loss, recon, kl = step.loss, step.recon, step.kl
         mu, logvar = model.encoder(x)
     assert float(kl) == pytest.approx(float(gaussian_kl(mu, logvar).sum()))
     assert float(recon) == pytest.approx(float(-reference_terms(model, x, K, 3)[0][:, 0].sum()), rel=1e-5)
@@ -88,7 +101,7 @@ def test_the_reported_terms_are_the_one_sample_elbo_of_the_first_sample() -> Non
 @pytest.mark.parametrize("name", ["elbo", "iwae"])
 def test_gradients_reach_the_encoder_and_the_decoder(name: str) -> None:
     model, x = model_and_images()
-    multi_sample_objective(model, x, name, K, torch.Generator().manual_seed(0))[0].backward()
+    batch_objective(model, x, name, K, torch.Generator().manual_seed(0)).minimized.backward()
     for part in (model.encoder, model.decoder):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
@@ -99,7 +112,7 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
 
     The global seed before the model is built (initialization), a CPU generator seeded with ``seed`` for the
     batch order and one seeded with ``seed + 1`` for the noise; Adam with the fused kernel; the one-sample
-    negative ELBO (``negative_elbo``), or a multi-sample objective whose per-image mean is recorded too.
+    negative ELBO (``negative_elbo``), or a log-weight objective whose per-image mean is recorded too.
     Constant learning rate, KL weight 1.
     """
     torch.manual_seed(settings.seed)
@@ -114,10 +127,9 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
         batches = []
         for start in range(0, len(x), settings.batch_size):
             xb = x[order[start:start + settings.batch_size]]
-            if settings.multi_sample:
-                objective, *terms = multi_sample_objective(model, xb, settings.objective, settings.train_samples,
-                                                           noise_gen)
-                terms.append(objective)
+            if settings.uses_log_weights:
+                step = batch_objective(model, xb, settings.objective, settings.train_samples, noise_gen)
+                objective, terms = step.minimized, [step.loss, step.recon, step.kl, step.minimized]
             else:
                 objective, *_ = terms = negative_elbo(model, xb, noise_gen)
             optimizer.zero_grad()
@@ -128,15 +140,15 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
         val = evaluate_elbo(model, val_x, settings.seed)
         history.append({"epoch": epoch, "train_loss": train[0], "train_recon": train[1], "train_kl": train[2],
                         **{f"val_{term}": value for term, value in val.items()},
-                        **({OBJECTIVE_COLUMN: train[3]} if settings.multi_sample else {})})
+                        **({OBJECTIVE_COLUMN: train[3]} if settings.uses_log_weights else {})})
     return model, history
 
 
 def test_the_default_objective_trains_exactly_as_the_notebooks_step() -> None:
     """elbo with one sample takes the notebook's path (analytic KL): the same weights and losses, bit for bit."""
     settings = TrainingSettings(batch_size=16, num_epochs=2, seed=3)  # 70 images: a last batch of 6
-    assert not settings.multi_sample
-    assert TrainingSettings(train_samples=2).multi_sample and TrainingSettings(objective="iwae").multi_sample
+    assert not settings.uses_log_weights
+    assert TrainingSettings(train_samples=2).uses_log_weights and TrainingSettings(objective="iwae").uses_log_weights
     x, val_x = (torch.rand(n, 784, generator=torch.Generator().manual_seed(n)).pow(3) for n in (70, 20))
     state = fit(TrainState.new(CONFIG, settings, CPU), x, val_x, settings, progress=False)
     model, history = reference_fit(x, val_x, settings)
@@ -145,7 +157,7 @@ def test_the_default_objective_trains_exactly_as_the_notebooks_step() -> None:
     assert all(torch.equal(weights[name], reference[name]) for name in reference)
 
 
-def test_a_multi_sample_run_records_its_objective_and_resumes_from_the_table() -> None:
+def test_a_log_weight_run_records_its_objective_and_resumes_from_the_table() -> None:
     """The objective column is the per-image mean of the loss the steps minimized, and it survives a resume."""
     settings = TrainingSettings(batch_size=2, num_epochs=2, seed=0, objective="iwae", train_samples=3)
     x = model_and_images()[1]

@@ -16,8 +16,11 @@ from scipy import stats
 from vae.errors import UserError
 from vae.studies import experiments as experiments_module
 from vae.studies.experiments import Experiment, baselines, oldest_first, parse_exp_show, same_params
-from vae.studies.report import figure, latest, merge, summary, welch_interval
+from vae.studies.figure import figure
+from vae.studies.record import latest, merge
 from vae.studies.spec import Study, load_study, select
+from vae.studies.statistics import welch_interval
+from vae.studies.summary import summary
 
 REPO = Path(__file__).resolve().parent.parent
 STUDIES = REPO / "studies"

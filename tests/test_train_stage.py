@@ -1,6 +1,9 @@
 """The train stage end to end on small synthetic data: determinism, kill-and-resume, Ctrl-C, NaN,
 what the saved state is keyed on, and what a run keeps on disk.
 
+Every test that runs the stage's command is marked ``e2e`` (a subprocess); the NaN, pickle and
+lost-interrupt tests run in this process and stay in ``make check``.
+
 Each run is the real command of dvc.yaml's train stage, in a temporary working folder
 holding a copy of dvc.yaml, the code it lists, params.yaml and data/processed. Kills
 and interrupts are injected at an exact batch (``signal_env``: tests/faults/sitecustomize.py), never
@@ -31,7 +34,6 @@ from vae.runtime.record import TrainingRecord
 from vae.training import TrainingSettings, TrainState, fit
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.e2e
 EPOCHS = 4
 N_TRAIN = 6_000
 
@@ -94,6 +96,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return workdir, digests(workdir)
 
 
+@pytest.mark.e2e
 def test_a_run_keeps_weights_per_epoch_and_one_training_state(clean: tuple[Path, dict[str, str]]) -> None:
     workdir, files = clean
     assert set(files) == {"models/model.pt", "models/train_state.pt", "reports/train/history.csv",
@@ -109,12 +112,14 @@ def test_a_run_keeps_weights_per_epoch_and_one_training_state(clean: tuple[Path,
     assert cached <= 1.01 * (EPOCHS + 4) * model_size, cached / model_size
 
 
+@pytest.mark.e2e
 def test_two_clean_runs_are_byte_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path)
     train(workdir)
     assert digests(workdir) == clean[1]
 
 
+@pytest.mark.e2e
 def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path)
     train(workdir, signal_at="SIGKILL@3.5", returncode=-signal.SIGKILL)
@@ -132,6 +137,7 @@ def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[
     assert digests(workdir) == clean[1]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overrides", [{"likelihood": "binarized"}, {"objective": "iwae", "train_samples": 3},
                                        {"precision": "bf16-mixed", "numerics": "native"}],
                          ids=["binarized", "iwae", "bf16"])
@@ -153,6 +159,7 @@ def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: 
         assert "train_objective" in (killed / "reports/train/history.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.e2e
 def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path / "long", num_epochs=5, save_every=2)
     train(workdir)
@@ -168,6 +175,7 @@ def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
     assert "the weights of epoch 3 are not in models/epochs" in log and epochs_trained(log) == [1, 2, 3]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: signal.Signals) -> None:
     workdir = make_workdir(tmp_path)
@@ -178,6 +186,7 @@ def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path
     assert not (workdir / "models/model.pt").exists()
 
 
+@pytest.mark.e2e
 def test_an_unchanged_rerun_resumes_and_trains_nothing(clean: tuple[Path, dict[str, str]]) -> None:
     workdir, files = clean
     log = train(workdir)
@@ -185,6 +194,7 @@ def test_an_unchanged_rerun_resumes_and_trains_nothing(clean: tuple[Path, dict[s
     assert digests(workdir) == files
 
 
+@pytest.mark.e2e
 def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple[Path, dict[str, str]],
                                                                      tmp_path: Path) -> None:
     """vae/data/split.py is a dependency of train in dvc.yaml that no hand-kept list named before."""
@@ -204,6 +214,7 @@ def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple
     assert digests(workdir, ("models/train_state.pt",)) == digests(clean[0], ("models/train_state.pt",))
 
 
+@pytest.mark.e2e
 def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     workdir = make_workdir(tmp_path, num_epochs=1, lr=0.002)
     train(workdir)  # leaves a state trained with lr 0.002
@@ -213,6 +224,7 @@ def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path:
     assert digests(workdir) == clean[1]
 
 
+@pytest.mark.e2e
 def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) -> None:
     short = make_workdir(tmp_path / "short", num_epochs=2)
     train(short)

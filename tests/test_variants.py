@@ -9,13 +9,29 @@ import pytest
 import torch
 from torch import nn
 
-from vae.likelihoods import LIKELIHOODS, binarize, continuous_bernoulli_log_norm, fixed_binarization
+from vae.likelihoods import (
+    LIKELIHOODS,
+    Bernoulli,
+    Likelihood,
+    binarize,
+    continuous_bernoulli_log_norm,
+    fixed_binarization,
+)
 from vae.metrics import iwae_bound
 from vae.model import VAE, load_model, negative_elbo, save_model
 from vae.training import IWAE_EPOCHS, TrainingSettings, TrainState, fit, logit_of_mean, train_epoch
 
 CPU = torch.device("cpu")
 BERNOULLI, CONTINUOUS = LIKELIHOODS["bernoulli"], LIKELIHOODS["continuous_bernoulli"]
+
+
+def test_every_likelihood_is_a_likelihood_and_only_the_binarized_one_a_bernoulli() -> None:
+    """``Likelihood`` is the base class; ``binarized`` is the Bernoulli of drawn pixels, the continuous one is not."""
+    assert all(isinstance(likelihood, Likelihood) for likelihood in LIKELIHOODS.values())
+    assert [name for name, likelihood in LIKELIHOODS.items() if isinstance(likelihood, Bernoulli)] == \
+        ["bernoulli", "binarized"]
+    with pytest.raises(TypeError):
+        Likelihood("abstract")  # type: ignore[abstract]
 
 
 def test_bernoulli_loss_is_the_hand_computed_cross_entropy() -> None:

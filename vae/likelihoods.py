@@ -12,6 +12,7 @@ held-out images (validation, test) are prepared.
 - ``continuous_bernoulli`` (Loaiza-Ganem & Cunningham 2019): a normalized density on [0, 1].
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -41,27 +42,37 @@ def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(small, 2 + logits.square() / 6, safe / torch.tanh(safe / 2)).log()
 
 
-@dataclass(frozen=True)
-class Bernoulli:
-    """The notebook's likelihood: BCE of sigmoid(logits) against grey pixels."""
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """BCE of sigmoid(logits) against ``x``, computed from the logits: summed (``"sum"``) or per pixel (``"none"``).
 
-    name: str = "bernoulli"
+    The notebook's ``BCELoss(reduction="sum")`` of x_hat = sigmoid(logits), computed with
+    ``binary_cross_entropy_with_logits``: the same value wherever x_hat is representable, exact
+    where sigmoid rounds to 0 or 1 in float32 (the notebook's loss is clamped there and its
+    gradient vanishes), and 3-4x cheaper on the CPU.
+    """
+    return F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction=reduction)
+
+
+@dataclass(frozen=True)
+class Likelihood(ABC):
+    """What every likelihood p(x|z) provides: its NLL and pixel means, and the data it is scored on.
+
+    By default training and held-out images are scored on their grey pixels as given; a
+    likelihood of drawn pixels (``Binarized``) overrides ``training_batch``, ``held_out`` and
+    ``draws_pixels``.
+    """
+
+    name: str
     # Set where the IWAE bound of held-out data is the papers' binarized test NLL.
     test_nll_metric: str | None = None
 
+    @abstractmethod
     def nll(self, logits: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-        """-log p(x|z) from the decoder's logits: summed (``"sum"``) or per pixel (``"none"``).
+        """-log p(x|z) from the decoder's logits: summed (``"sum"``) or per pixel (``"none"``)."""
 
-        The notebook's ``BCELoss(reduction="sum")`` of x_hat = sigmoid(logits), computed from the
-        logits (``binary_cross_entropy_with_logits``): the same value wherever x_hat is
-        representable, exact where sigmoid rounds to 0 or 1 in float32 (the notebook's loss is
-        clamped there and its gradient vanishes), and 3-4x cheaper on the CPU.
-        """
-        return F.binary_cross_entropy_with_logits(logits, x.reshape(logits.shape), reduction=reduction)
-
+    @abstractmethod
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         """The mean of p(x|z) of each pixel: what sample and reconstruction images show."""
-        return torch.sigmoid(logits)
 
     def training_batch(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The pixels a training step fits (``generator``: the run's binarization draws, if it has any)."""
@@ -75,6 +86,19 @@ class Bernoulli:
     def draws_pixels(self) -> bool:
         """Whether training batches are random draws (the run then keeps a generator for them)."""
         return False
+
+
+@dataclass(frozen=True)
+class Bernoulli(Likelihood):
+    """The notebook's likelihood: BCE of sigmoid(logits) against grey pixels (``bernoulli_nll``)."""
+
+    name: str = "bernoulli"
+
+    def nll(self, logits: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        return bernoulli_nll(logits, x, reduction)
+
+    def mean(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
 
 
 @dataclass(frozen=True)
@@ -97,14 +121,14 @@ class Binarized(Bernoulli):
 
 
 @dataclass(frozen=True)
-class ContinuousBernoulli(Bernoulli):
+class ContinuousBernoulli(Likelihood):
     """A normalized density on [0, 1]: the Bernoulli's BCE minus log C(lambda)."""
 
     name: str = "continuous_bernoulli"
 
     def nll(self, logits: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
         log_norm = continuous_bernoulli_log_norm(logits)
-        return super().nll(logits, x, reduction) - (log_norm.sum() if reduction == "sum" else log_norm)
+        return bernoulli_nll(logits, x, reduction) - (log_norm.sum() if reduction == "sum" else log_norm)
 
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         """Not sigmoid(a): the continuous Bernoulli's mean (computed by ``torch.distributions``)."""

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from vae.classifier import Classifier, features_and_logits
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
-from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl, log_weights
+from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl, log_weights, posterior_noise
 from vae.training import evaluate_elbo
 
 # The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
@@ -78,8 +78,7 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
         total = torch.full((len(xb),), -math.inf, device=x.device)
         for done in range(0, k, chunk_size):
             c = min(chunk_size, k - done)
-            eps = torch.randn((len(xb), c, mu.shape[1]), generator=generator,
-                              device=x.device, dtype=mu.dtype)
+            eps = posterior_noise(mu, generator, c)
             chunk = torch.logsumexp(log_weights(model, xb, mu, logvar, eps), dim=1)
             total = torch.logaddexp(total, chunk)
         out[start:start + len(xb)] = total - math.log(k)

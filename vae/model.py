@@ -1,4 +1,4 @@
-"""The VAE: encoder, decoder, the reparameterization trick, and its loss (-ELBO).
+"""The VAE: encoder, decoder, the reparameterization trick, its loss (-ELBO) and training objectives.
 
 The default is the notebook's model: an MLP (784-512-512-latent, ReLU) and BCE + KL
 on grey pixels. Options: the MLP's depth and activation (``tanh`` for the IWAE
@@ -7,7 +7,9 @@ p(x|z): ``bernoulli`` (the notebook's, on grey levels), ``binarized`` (the same 
 pixels drawn as 0/1, the papers' dynamically binarized MNIST) or
 ``continuous_bernoulli`` (a normalized density on [0, 1]).
 
-The likelihoods are objects of ``vae.likelihoods``. A model file (``save_model``,
+``batch_objective`` is the one loss of a training step for every objective (the ELBO, or
+Burda et al.'s IWAE bound) and number of samples k. The likelihoods are objects of
+``vae.likelihoods``. A model file (``save_model``,
 ``load_model``) holds the architecture beside the weights. Module names match the
 notebook's, so its ``state_dict`` files load here and ours there.
 Sampling takes an optional ``torch.Generator`` so that every random draw of the
@@ -15,15 +17,16 @@ pipeline comes from a generator whose state is saved in the checkpoints.
 """
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import torch
 from torch import nn
 
 from vae.data.datasets import IMAGE_SHAPE
 from vae.io import load_torch, write_torch
-from vae.likelihoods import LIKELIHOODS, Bernoulli
+from vae.likelihoods import LIKELIHOODS, Likelihood
 
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics never depend on a knob
@@ -87,7 +90,7 @@ class Decoder(nn.Module):
 
     def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int, hidden_layers: int = 2,
                  activation: str = "relu", architecture: str = "mlp",
-                 likelihood: Bernoulli = LIKELIHOODS["bernoulli"]) -> None:
+                 likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> None:
         super().__init__()
         self.likelihood = likelihood
         if architecture == "conv":
@@ -122,11 +125,28 @@ class Decoder(nn.Module):
         return self.likelihood.mean(self.logits(z))
 
 
+def posterior_noise(mu: torch.Tensor, generator: torch.Generator | None = None,
+                    samples: int | None = None) -> torch.Tensor:
+    """Standard normal eps for ``posterior_sample``: shaped like ``mu`` (N, d), or (N, samples, d)."""
+    shape = mu.shape if samples is None else (len(mu), samples, mu.shape[1])
+    return torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+
+
+def posterior_sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The reparameterization trick, z = mu + eps * sigma, differentiable in mu and logvar.
+
+    ``eps`` (N, d) gives one sample per image; (N, C, d) gives C, each image's mu and sigma
+    broadcast over its C samples.
+    """
+    if eps.dim() > mu.dim():
+        mu, logvar = mu.unsqueeze(1), logvar.unsqueeze(1)
+    return mu + eps * (0.5 * logvar).exp()
+
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample z ~ N(mu, sigma^2) as mu + eps * sigma."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + eps * (0.5 * logvar).exp()
+    """Sample z ~ N(mu, sigma^2), one per image, with noise from ``generator``."""
+    return posterior_sample(mu, logvar, posterior_noise(mu, generator))
 
 
 class VAE(nn.Module):
@@ -149,7 +169,7 @@ class VAE(nn.Module):
         return self.config["latent_dim"]
 
     @property
-    def likelihood(self) -> Bernoulli:
+    def likelihood(self) -> Likelihood:
         return self.decoder.likelihood
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -179,7 +199,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             likelihood: Bernoulli = LIKELIHOODS["bernoulli"]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The negative ELBO summed over pixels and the batch: (recon + KL, recon, KL).
 
     recon is the likelihood's ``nll``; KL the analytic -0.5 * sum(1 + log sigma^2 - mu^2 -
@@ -199,55 +219,105 @@ def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None
     return vae_loss(x, model.decoder.logits(z), mu, logvar, model.likelihood)
 
 
-def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                     eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """log p(x|z), log p(z) and log q(z|x) for z = mu + eps * sigma; eps (B, C, d) -> three (B, C).
+class LogWeightTerms(NamedTuple):
+    """log p(x|z), log p(z) and log q(z|x) of each of C samples per image, each (B, C)."""
 
-    log p(x|z) + log p(z) - log q(z|x) is the log importance weight of each sample. log p(x|z)
-    is minus the training loss's reconstruction term summed over the 784 pixels, so one
-    sample's weight is exactly the one-sample ELBO estimate with a Monte Carlo KL in place of
-    the analytic one. The encoder's outputs are given once per image; the decoder runs on all
-    B * C samples at once.
+    log_px_z: torch.Tensor
+    log_pz: torch.Tensor
+    log_qz_x: torch.Tensor
+
+    def total(self) -> torch.Tensor:
+        """The log importance weights log p(x|z) + log p(z) - log q(z|x), (B, C)."""
+        return self.log_px_z + self.log_pz - self.log_qz_x  # in this order: the metrics' float sums stay bit for bit
+
+
+def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                     eps: torch.Tensor) -> LogWeightTerms:
+    """The terms of the log importance weight of each z = mu + eps * sigma; eps (B, C, d) -> three (B, C).
+
+    log p(x|z) is minus the training loss's reconstruction term summed over the 784 pixels, so
+    one sample's weight is exactly the one-sample ELBO estimate with a Monte Carlo KL in place
+    of the analytic one. The encoder's outputs are given once per image; the decoder runs on
+    all B * C samples at once.
     """
     b, c, d = eps.shape
-    z = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
+    z = posterior_sample(mu, logvar, eps)
     logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
     log_px_z = -model.likelihood.nll(logits, x.unsqueeze(1).expand_as(logits), reduction="none").sum(-1)
     log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
     log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
-    return log_px_z, log_pz, log_qz_x
+    return LogWeightTerms(log_px_z, log_pz, log_qz_x)
 
 
 def log_weights(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 eps: torch.Tensor) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) of each sample, (B, C): what the IWAE bound and objective average."""
-    log_px_z, log_pz, log_qz_x = log_weight_terms(model, x, mu, logvar, eps)
-    return log_px_z + log_pz - log_qz_x  # in this order: the metrics' float sums stay bit for bit
+    return log_weight_terms(model, x, mu, logvar, eps).total()
 
 
-def multi_sample_objective(model: VAE, x: torch.Tensor, objective: str, samples: int,
-                           generator: torch.Generator | None = None, kl_weight: float = 1.0
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A k-sample training loss of a batch, summed over images, and the one-sample ELBO terms.
+def kl_weighted(unweighted: torch.Tensor, fit: torch.Tensor, kl: torch.Tensor, weight: float) -> torch.Tensor:
+    """``fit + weight * kl``: an ELBO-type sum with its KL part scaled (beta, warm-up).
 
-    ``elbo``: minus the mean over the k samples of the one-sample ELBO estimate log w_i (the
-    VAE column of Burda et al. 2016), with the KL part log p(z) - log q(z|x) weighted by
-    ``kl_weight``. ``iwae``: minus the importance-weighted bound log (1/k) sum_i w_i, its
-    gradient taken through the log-sum-exp (Burda et al.'s estimator; no separate KL term).
-    Returns (loss to minimize, -ELBO, recon, KL): the last three as ``negative_elbo`` reports
-    them, from the first of the k samples and the analytic KL, so that runs of any k compare.
+    At weight 1 it is ``unweighted``, the sum as already computed, so that a run without a KL
+    weight does exactly the float operations of one that never had the option.
     """
+    return unweighted if weight == 1.0 else fit + weight * kl
+
+
+def uses_log_weights(objective: str, samples: int) -> bool:
+    """Whether a step's loss is estimated from k sampled log weights (Monte Carlo KL, k = 1 included).
+
+    Every objective but the notebook's, the one-sample ELBO with the analytic KL (``elbo``, k = 1);
+    such runs record the loss they minimized beside the ELBO terms.
+    """
+    return objective != "elbo" or samples > 1
+
+
+@dataclass(frozen=True)
+class BatchObjective:
+    """What a training step minimizes on a batch and what it reports of it, each summed over the images.
+
+    ``loss``, ``recon`` and ``kl`` are the unweighted one-sample negative ELBO and its terms with
+    the analytic KL (for k samples: of the first), whatever the step minimizes, so that runs of
+    any objective and k compare. ``minimized`` is the loss whose gradient the step follows;
+    ``from_log_weights`` says whether it is an estimate of its own (``uses_log_weights``).
+    """
+
+    minimized: torch.Tensor
+    loss: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    from_log_weights: bool
+
+    def reported(self) -> tuple[torch.Tensor, ...]:
+        """The detached values a step records: loss, recon and KL, then the minimized loss if it is an estimate."""
+        terms = (self.loss, self.recon, self.kl) + ((self.minimized,) if self.from_log_weights else ())
+        return tuple(term.detach() for term in terms)
+
+
+def batch_objective(model: VAE, x: torch.Tensor, objective: str = "elbo", samples: int = 1,
+                    generator: torch.Generator | None = None, kl_weight: float = 1.0) -> BatchObjective:
+    """A batch's training loss for any objective and k (``samples``), and the terms a step reports.
+
+    ``elbo`` at k = 1: the notebook's negative ELBO with the analytic KL, recon + w * KL.
+    Otherwise the k log weights log w_i of each image: ``elbo``, minus their mean (the VAE
+    column of Burda et al. 2016), the KL part log p(z) - log q(z|x) weighted by ``kl_weight``;
+    ``iwae``, minus the importance-weighted bound log (1/k) sum_i w_i, its gradient taken through
+    the log-sum-exp (Burda et al.'s estimator; no separate KL term).
+    """
+    if not uses_log_weights(objective, samples):
+        loss, recon, kld = negative_elbo(model, x, generator)
+        return BatchObjective(kl_weighted(loss, recon, kld, kl_weight), loss, recon, kld, False)
     mu, logvar = model.encoder(x)
-    eps = torch.randn((len(x), samples, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
-    log_px_z, log_pz, log_qz_x = log_weight_terms(model, x, mu, logvar, eps)
-    log_w = log_px_z + log_pz - log_qz_x
+    terms = log_weight_terms(model, x, mu, logvar, posterior_noise(mu, generator, samples))
+    log_w = terms.total()
     if objective == "iwae":
         bound = torch.logsumexp(log_w, dim=1) - math.log(samples)
     else:
-        bound = (log_w if kl_weight == 1.0 else log_px_z + kl_weight * (log_pz - log_qz_x)).mean(1)
-    recon = -log_px_z[:, 0].sum()
+        bound = kl_weighted(log_w, terms.log_px_z, terms.log_pz - terms.log_qz_x, kl_weight).mean(1)
+    recon = -terms.log_px_z[:, 0].sum()
     kld = gaussian_kl(mu, logvar).sum()
-    return -bound.sum(), recon + kld, recon, kld
+    return BatchObjective(-bound.sum(), recon + kld, recon, kld, True)
 
 
 def save_model(path: str | Path, model: VAE) -> None:

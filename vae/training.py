@@ -19,13 +19,13 @@ import torch
 from tqdm import tqdm
 
 from vae.errors import UserError
-from vae.model import EVAL_BATCH, VAE, multi_sample_objective, negative_elbo
+from vae.model import EVAL_BATCH, VAE, batch_objective, negative_elbo, uses_log_weights
 
 log = logging.getLogger("vae")
 
 TERMS = ("loss", "recon", "kl")
 HISTORY_COLUMNS = ("epoch", *(f"{split}_{term}" for split in ("train", "val") for term in TERMS))
-OBJECTIVE_COLUMN = "train_objective"  # the loss a multi-sample objective minimized, per image
+OBJECTIVE_COLUMN = "train_objective"  # the loss a log-weight objective minimized, per image
 
 
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
@@ -94,9 +94,12 @@ class TrainingSettings:
         return cls(**{field.name: getattr(params, field.name) for field in fields(cls)})
 
     @property
-    def multi_sample(self) -> bool:
-        """Whether steps use ``vae.model.multi_sample_objective`` (anything but the notebook's one-sample ELBO)."""
-        return self.objective != "elbo" or self.train_samples > 1
+    def uses_log_weights(self) -> bool:
+        """Whether steps minimize an estimate from sampled log weights, recorded as ``OBJECTIVE_COLUMN``.
+
+        Everything but the notebook's one-sample ELBO with the analytic KL (``vae.model.uses_log_weights``).
+        """
+        return uses_log_weights(self.objective, self.train_samples)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1, 2, ...)."""
@@ -144,7 +147,7 @@ class TrainState:
                    torch.Generator(device=device).manual_seed(seed + 1), binarize_gen, 0, [])
 
     def history_columns(self) -> tuple[str, ...]:
-        """The history's columns: a multi-sample objective's value is added after the ELBO terms."""
+        """The history's columns: a log-weight objective's value is added after the ELBO terms."""
         extra = (OBJECTIVE_COLUMN,) if self.history and OBJECTIVE_COLUMN in self.history[0] else ()
         return HISTORY_COLUMNS + extra
 
@@ -182,10 +185,11 @@ def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: Traini
                 on_batch: BatchCallback | None = None, progress: bool = True) -> dict[str, float]:
     """One pass over ``x`` in shuffled batches; returns per-image loss, recon and KL.
 
-    The step minimizes recon + w * KL with w from ``settings`` (or its multi-sample objective,
-    whose value per image is returned too, as ``objective``); the loss returned is the
-    unweighted one-sample negative ELBO, whatever the step minimized. ``on_batch(epoch, batch)``
-    runs after every step (batches count from 1).
+    Each step minimizes ``vae.model.batch_objective`` with the KL weight w from ``settings``
+    (recon + w * KL, or an objective of sampled log weights, whose value per image is returned
+    too, as ``objective``); the loss returned is the unweighted one-sample negative ELBO,
+    whatever the step minimized. ``on_batch(epoch, batch)`` runs after every step (batches
+    count from 1).
 
     Batch losses are kept on the device and checked once per epoch (no per-batch
     synchronization); a non-finite one raises ``UserError`` naming the epoch and
@@ -196,7 +200,7 @@ def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: Traini
     n = len(x)
     order = torch.randperm(n, generator=state.shuffle_gen).to(x.device)
     starts = range(0, n, settings.batch_size)
-    terms = TERMS + (("objective",) if settings.multi_sample else ())
+    terms = TERMS + (("objective",) if settings.uses_log_weights else ())
     sums = torch.zeros(len(starts), len(terms), device=x.device)
     for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", unit="batch", leave=False,
                                    disable=None if progress else True, mininterval=1.0)):
@@ -205,18 +209,11 @@ def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: Traini
                                              state.binarize_gen)
         weight = settings.kl_weight_at(epoch - 1 + i / len(starts))
         with forward_precision(settings.precision, x.device):
-            if settings.multi_sample:
-                objective, loss, recon, kld = multi_sample_objective(model, xb, settings.objective,
-                                                                     settings.train_samples, state.noise_gen, weight)
-                values = (loss.detach(), recon.detach(), kld.detach(), objective.detach())
-            else:
-                loss, recon, kld = negative_elbo(model, xb, state.noise_gen)
-                objective = loss if weight == 1.0 else recon + weight * kld
-                values = (loss.detach(), recon.detach(), kld.detach())
+            step = batch_objective(model, xb, settings.objective, settings.train_samples, state.noise_gen, weight)
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        step.minimized.backward()
         optimizer.step()
-        torch.stack(values, out=sums[i])  # no temporary
+        torch.stack(step.reported(), out=sums[i])  # no temporary
         if on_batch is not None:
             on_batch(epoch, i + 1)
     bad = (~torch.isfinite(sums[:, 0])).nonzero()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from vae.errors import UserError, one_line
 from vae.studies.experiments import code_version, experiments, queue
-from vae.studies.report import RESULTS_DIR, latest, read_record, write_report
+from vae.studies.record import latest, read_record
+from vae.studies.report import RESULTS_DIR, write_report
 from vae.studies.slurm import SlurmOptions, collect, submit
 from vae.studies.spec import load_study, select, write_params
 
