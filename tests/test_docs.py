@@ -1,5 +1,6 @@
 """The README and docs/ never point at what is not there: links, images, make targets, params, and intervals
-that no generated report (docs/results/*.md) states."""
+that no generated report (docs/results/*.md) states; and every block of command output says where and when it
+was made, or that it cannot be made again."""
 
 import re
 from pathlib import Path
@@ -107,3 +108,81 @@ def test_an_interval_no_report_states_is_found(tmp_path: Path) -> None:
                                "17.4 [16.0, 18.8]", "-0.71 [-1.65, 0.24]"]
     assert unstated_intervals(page, [report]) == ["17.4 [16.0, 18.8]", "-0.71 [-1.65, 0.24]"]
     assert len(REPORTS) >= 4 and all(intervals(report.read_text()) for report in REPORTS if report.stem != "paper")
+
+
+# Fenced blocks (docs/development.md, "Output blocks and their provenance"). The info string says what a block
+# holds: ```bash, ```python, ```yaml and the like, what a user types or writes; ```text, a figure written by hand;
+# ```console, a transcript (`$ command` lines and what they printed); ```output, what a command printed, without the
+# command. A block of output is a ```console or ```output block, or any block with a line that starts with `$ `.
+FENCE = re.compile(r"^([ \t]*)```([^\n`]*)\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+OUTPUT_TAGS = {"console", "output"}
+INPUT_TAGS = {"bash", "sh", "python", "yaml", "text"}
+# The one form of a provenance line: measured (commit, machine, threads, date), or not regenerable (the commit the
+# block was last edited in, and its date); either may end with a note after "; ".
+PROVENANCE = re.compile(r"<!-- output: (?:commit [0-9a-f]{7,40}, [^,;]+, \d+ threads?, \d{4}-\d{2}-\d{2}"
+                        r"|not regenerable, last edited in commit [0-9a-f]{7,40}, \d{4}-\d{2}-\d{2})(?:; [^>]+)? -->")
+# Pages whose output blocks are not this check's to mend yet: each must fail the check (strict xfail), so that
+# the entry goes once the page has its provenance lines.
+PROVENANCE_PENDING = {"docs/reliability.md": "its two transcripts carry no provenance line yet"}
+
+
+def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line of the opening fence, info string, body) of each fenced block of ``text``."""
+    return [(text.count("\n", 0, m.start()) + 1, m.group(2).strip(), m.group(3)) for m in FENCE.finditer(text)]
+
+
+def is_output(tag: str, body: str) -> bool:
+    return tag in OUTPUT_TAGS or any(line.lstrip().startswith("$ ") for line in body.splitlines())
+
+
+def unprovenanced_blocks(text: str) -> list[str]:
+    """The blocks of ``text`` that break the rule: no info string, an unknown one, a block of output tagged as
+    input, or a block of output without a provenance line in the 3 lines before it or as its first line."""
+    lines = text.splitlines()
+    problems = []
+    for line, tag, body in fenced_blocks(text):
+        if tag not in OUTPUT_TAGS | INPUT_TAGS:
+            problems.append(f"line {line}: ```{tag} is none of {sorted(OUTPUT_TAGS | INPUT_TAGS)}")
+        elif is_output(tag, body) and tag not in OUTPUT_TAGS:
+            problems.append(f"line {line}: a block with `$ ` lines is output: tag it ```console")
+        elif is_output(tag, body):
+            before = lines[max(0, line - 4):line - 1]
+            first = body.splitlines()[:1]
+            if not any(PROVENANCE.search(candidate) for candidate in before + first):
+                problems.append(f"line {line}: output with no `<!-- output: ... -->` provenance line")
+    return problems
+
+
+@pytest.mark.parametrize("page", [
+    pytest.param(page, marks=pytest.mark.xfail(strict=True, reason=PROVENANCE_PENDING[str(page.relative_to(REPO))]))
+    if str(page.relative_to(REPO)) in PROVENANCE_PENDING else page
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]], ids=lambda p: str(p.relative_to(REPO)))
+def test_every_output_block_says_where_and_when_it_was_made(page: Path) -> None:
+    assert unprovenanced_blocks(page.read_text()) == [], f"{page.name}: output blocks without provenance"
+
+
+def test_an_output_block_without_provenance_is_found(tmp_path: Path) -> None:
+    page = tmp_path / "made-up.md"
+    page.write_text(
+        "# A made-up page\n\n"
+        "Type this:\n\n```bash\nmake pipeline\n```\n\n"                                 # input: no provenance needed
+        "<!-- output: commit 5218d13, 2-core Intel Xeon, 2 threads, 2026-12-02 -->\n"
+        "```console\n$ dvc repro\nData and pipelines are up to date.\n```\n\n"           # provenance in the line before
+        "```output\n<!-- output: not regenerable, last edited in commit 74235a7, 2026-12-01; an old format -->\n"
+        "elbo 1 5.7\n```\n\n"                                                            # provenance as its first line
+        "Measured on the same machine:\n\n```console\n$ make bench\nbf16/fp32: epoch 0.82\n```\n\n"  # none: fails
+        "<!-- output: commit 5218d13, 2-core Intel Xeon, 2026-12-02 -->\n"               # no thread count: fails
+        "```output\nbf16/fp32: epoch 0.82\n```\n\n"
+        "```\n$ dvc pull\n63 files fetched\n```\n\n"                                     # no info string: fails
+        "```bash\n$ dvc status\nData and pipelines are up to date.\n```\n\n"             # output tagged as input
+        "<!-- output: commit 5218d13, 2-core Intel Xeon, 2 threads, 2026-12-02 -->\n\n\n\n"
+        "```console\n$ dvc exp show\n```\n")                                            # 4 lines above: too far
+    assert unprovenanced_blocks(page.read_text()) == [
+        "line 22: output with no `<!-- output: ... -->` provenance line",
+        "line 28: output with no `<!-- output: ... -->` provenance line",
+        "line 32: ``` is none of ['bash', 'console', 'output', 'python', 'sh', 'text', 'yaml']",
+        "line 37: a block with `$ ` lines is output: tag it ```console",
+        "line 46: output with no `<!-- output: ... -->` provenance line",
+    ]
+    assert [tag for _, tag, _ in fenced_blocks(page.read_text())] == ["bash", "console", "output", "console",
+                                                                      "output", "", "bash", "console"]
