@@ -23,9 +23,10 @@ import torch
 
 from benchmarks import bf16_note
 from vae.data.split import load_split, to_tensor
+from vae.params import PRECISIONS
 from vae.runtime.dvc_yaml import read_stage
 from vae.runtime.machine import flush_subnormals
-from vae.training import PRECISIONS, TrainingSettings, TrainState, train_epoch
+from vae.training import TrainingSettings, TrainState, train_epoch
 
 PAPER_MODEL = {"hidden_dim": 200, "latent_dim": 50, "activation": "tanh", "likelihood": "binarized"}
 PAPER_TRAIN_IMAGES = 59_600

@@ -10,10 +10,9 @@ import logging
 
 import torch
 
-from vae.classifier import accuracy, features_and_logits, save_classifier, train_classifier
+from vae.classifier import FD_IMAGES, accuracy, features_and_logits, frechet_distance, save_classifier, train_classifier
 from vae.data.split import load_images
 from vae.io import staged, write_json
-from vae.metrics import FD_IMAGES, frechet_distance
 from vae.params import resolve_device
 from vae.runtime import interrupt
 from vae.runtime.cli import run_stage, stage_params

@@ -7,7 +7,9 @@ from the source. The committed dvc.lock must match the tree, or `dvc status` on 
 reports changed dependencies and the user's first `make pipeline` leaves it modified.
 """
 
+import dataclasses
 import hashlib
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,8 +17,11 @@ from pathlib import Path
 import pytest
 from dvc.utils.serialize import parse_yaml
 
-from tests.project_imports import PROJECT_PACKAGES, import_closure
+from tests import rerun_table
+from tests.project_imports import PROJECT_PACKAGES, import_closure, params_read
+from vae.params import MODEL_DEFAULTS, Params
 from vae.runtime.dvc_yaml import read_stage, stage_names
+from vae.training import TrainingSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,6 +87,56 @@ def lock_problems(root: Path) -> list[str]:
 @pytest.mark.parametrize("stage", stage_names(REPO / "dvc.yaml"))
 def test_each_stage_lists_exactly_the_project_modules_it_imports(stage: str) -> None:
     assert deps_problems(REPO / "dvc.yaml", stage) == []
+
+
+def params_problems(dvc_yaml: Path, stage: str) -> list[str]:
+    """How ``stage``'s ``params:`` in ``dvc_yaml`` differ from the keys its code reads (``params.<key>``,
+    and every key behind ``TrainingSettings.from_params`` and ``Params.model_config``). check-params
+    reads them all by design: params.yaml itself is its dep."""
+    if stage == "check-params":
+        return []
+    root, spec = dvc_yaml.parent, read_stage(stage, dvc_yaml)
+    module = shlex.split(spec.cmd)[2]
+    readers = {"from_params": {field.name for field in dataclasses.fields(TrainingSettings)},
+               "model_config": {"hidden_dim", "latent_dim", *MODEL_DEFAULTS}}
+    read = params_read(import_closure(module, root) - {"vae/params.py"}, root,
+                       {field.name for field in dataclasses.fields(Params)}, readers)
+    return ([f"{stage}: dvc.yaml's params lack {key}, which `python -m {module}` reads" for key in sorted(
+        read - set(spec.params))]
+            + [f"{stage}: dvc.yaml lists param {key}, which `python -m {module}` never reads" for key in sorted(
+                set(spec.params) - read)])
+
+
+@pytest.mark.parametrize("stage", stage_names(REPO / "dvc.yaml"))
+def test_each_stage_lists_exactly_the_params_it_reads(stage: str) -> None:
+    """DVC reruns a stage, and the train stage's run key changes, only for the params it lists."""
+    assert params_problems(REPO / "dvc.yaml", stage) == []
+
+
+def test_the_params_check_names_the_stage_and_the_key_both_ways(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "vae", tmp_path / "vae")
+    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    text = (REPO / "dvc.yaml").read_text()
+    assert text.count("      - lr\n") == 1 and text.count("      - n_samples\n") == 1
+    broken = text.replace("      - lr\n", "", 1).replace("      - n_samples\n", "      - n_samples\n      - beta\n")
+    (tmp_path / "dvc.yaml").write_text(broken)
+    assert params_problems(tmp_path / "dvc.yaml", "train") == [
+        "train: dvc.yaml's params lack lr, which `python -m stages.train` reads"]
+    assert params_problems(tmp_path / "dvc.yaml", "sample") == [
+        "sample: dvc.yaml lists param beta, which `python -m stages.sample` never reads"]
+
+
+def test_the_rerun_table_in_docs_development_is_current() -> None:
+    """Regenerate it with `python -m tests.rerun_table` after changing a stage's deps."""
+    assert rerun_table.current_block(rerun_table.DOC.read_text()) == rerun_table.markdown()
+
+
+def test_editing_the_vae_never_reruns_the_data_stages_or_the_classifier() -> None:
+    table = rerun_table.reruns()
+    for module in ("vae/model.py", "vae/training.py", "vae/likelihoods.py"):
+        assert not {"check-params", "download", "split", "classifier"} & set(table[module]), module
+    assert "train" not in table["vae/classifier.py"]
+    assert not {"train", "classifier"} & set(table["vae/metrics.py"])
 
 
 def test_the_deps_check_names_the_stage_and_the_missing_file(tmp_path: Path) -> None:

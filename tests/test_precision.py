@@ -17,9 +17,9 @@ import vae.training
 from vae.errors import UserError
 from vae.metrics import evaluate, iwae_bound
 from vae.model import VAE, batch_objective, gaussian_kl, negative_elbo
-from vae.params import validate
+from vae.params import PRECISIONS, validate
 from vae.runtime import machine
-from vae.training import PRECISIONS, TrainingSettings, TrainState, evaluate_elbo, forward_precision, train_epoch
+from vae.training import TrainingSettings, TrainState, evaluate_elbo, forward_precision, train_epoch
 
 CPU = torch.device("cpu")
 CONFIG = {"hidden_dim": 32, "latent_dim": 3}

@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from vae.classifier import Classifier, features_and_logits, load_classifier, save_classifier, train_classifier
+from vae.classifier import (
+    Classifier,
+    features_and_logits,
+    frechet_distance,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 from vae.data.split import to_tensor
 from vae.errors import UserError
 from vae.generate import prior_samples
-from vae.metrics import class_entropy, frechet_distance, reconstructions, sample_quality
+from vae.metrics import class_entropy, reconstructions, sample_quality
 from vae.model import VAE, save_model
 
 

@@ -19,7 +19,8 @@ from vae.likelihoods import (
 )
 from vae.metrics import iwae_bound
 from vae.model import VAE, load_model, negative_elbo, save_model
-from vae.training import IWAE_EPOCHS, TrainingSettings, TrainState, fit, logit_of_mean, train_epoch
+from vae.params import IWAE_EPOCHS
+from vae.training import TrainingSettings, TrainState, fit, logit_of_mean, train_epoch
 
 CPU = torch.device("cpu")
 BERNOULLI, CONTINUOUS = LIKELIHOODS["bernoulli"], LIKELIHOODS["continuous_bernoulli"]

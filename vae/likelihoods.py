@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vae.params import LIKELIHOOD_NAMES
+
 EVAL_BINARIZATION_SEED = 0  # not the seed param: every model is scored on the same bits
 
 
@@ -136,3 +138,4 @@ class ContinuousBernoulli(Likelihood):
 
 
 LIKELIHOODS = {likelihood.name: likelihood for likelihood in (Bernoulli(), Binarized(), ContinuousBernoulli())}
+assert tuple(LIKELIHOODS) == LIKELIHOOD_NAMES

@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -25,10 +24,11 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from vae.classifier import Classifier, features_and_logits
+from vae.classifier import FD_IMAGES, Classifier, features_and_logits, frechet_distance
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
-from vae.model import EVAL_BATCH, VAE, encode, gaussian_kl, log_weights, posterior_noise
+from vae.loops import EVAL_BATCH
+from vae.model import VAE, encode, gaussian_kl, log_weights, posterior_noise
 from vae.training import evaluate_elbo
 
 # The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
@@ -40,9 +40,6 @@ IWAE_CHUNK = 100  # importance samples per image drawn and decoded at once
 # activations at hidden_dim 512), whatever K is. Both sizes fix the order in
 # which noise is drawn, so they are constants, like ``EVAL_BATCH``, not knobs.
 
-# Images on each side of a Frechet distance: prior samples and the test set (params.yaml's
-# fd_images, fewer for quick runs), or the classifier stage's train-split images and the test set.
-FD_IMAGES = 10_000
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E_q[u]) > 0.01
 KNN_NEIGHBORS = 5
 PROBE_MAX_ITER = 1000
@@ -156,24 +153,6 @@ def probe_accuracies(train_z: torch.Tensor | np.ndarray, train_y: torch.Tensor |
         knn = KNeighborsClassifier(n_neighbors=KNN_NEIGHBORS).fit(train_z, train_y)
         return {"linear_probe_accuracy": float(linear.score(test_z, test_y)),
                 "knn_accuracy": float(knn.score(test_z, test_y))}
-
-
-def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
-    """Frechet distance between Gaussians fit to two sets of feature rows, in float64.
-
-    ||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). The last trace is the sum
-    of the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which is similar to
-    S_a S_b but symmetric positive semi-definite, so no complex parts or ``sqrtm`` failures
-    appear where covariances are singular (features that a ReLU keeps at 0).
-    """
-    a, b = _numpy(a).astype(np.float64), _numpy(b).astype(np.float64)
-    diff = a.mean(0) - b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = scipy.linalg.eigh(cov_a)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    middle = root_a @ cov_b @ root_a
-    trace_root = np.sqrt(np.clip(scipy.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
-    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
 def class_entropy(logits: torch.Tensor) -> float:

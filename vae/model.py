@@ -27,18 +27,15 @@ from torch import nn
 from vae.data.datasets import IMAGE_SHAPE
 from vae.io import load_torch, write_torch
 from vae.likelihoods import LIKELIHOODS, Likelihood
+from vae.loops import EVAL_BATCH
+from vae.params import ACTIVATION_NAMES, MODEL_DEFAULTS
 
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
-EVAL_BATCH = 1000  # images per batch when nothing is learned; fixed so metrics never depend on a knob
 
 
-OBJECTIVES = ("elbo", "iwae")
 _LOG_2PI = math.log(2 * math.pi)
-ARCHITECTURES = ("mlp", "conv")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-# Options at these values are left out of a model's ``config``, so that the notebook's
-# model files (and ours from before these options) load, and are written byte for byte as before.
-DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli"}
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 CONV_CHANNELS = (16, 32)  # the conv encoder's feature maps at 14 x 14 and 7 x 7; the decoder mirrors it
 
 
@@ -159,7 +156,7 @@ class VAE(nn.Module):
         options = {"hidden_layers": hidden_layers, "activation": activation,
                    "architecture": architecture, "likelihood": likelihood}
         self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
-                       **{key: value for key, value in options.items() if value != DEFAULTS[key]}}
+                       **{key: value for key, value in options.items() if value != MODEL_DEFAULTS[key]}}
         shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
         self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
         self.decoder = Decoder(latent_dim, hidden_dim, input_dim, **shape, likelihood=LIKELIHOODS[likelihood])

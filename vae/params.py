@@ -16,12 +16,25 @@ import yaml
 
 from vae.data.datasets import DATASETS
 from vae.errors import UserError
-from vae.likelihoods import LIKELIHOODS
-from vae.model import ACTIVATIONS, ARCHITECTURES, DEFAULTS, OBJECTIVES
 from vae.numerics import MODES
-from vae.training import IWAE_EPOCHS, LR_SCHEDULES, PRECISIONS
 
 TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
+
+# The vocabulary of the params that choose between implementations. It lives here, and the
+# modules that implement the choices (vae.model, vae.likelihoods, vae.training) import it, so
+# validating params.yaml never loads the model's code.
+OBJECTIVES = ("elbo", "iwae")  # the VAE's one-sample-per-term ELBO, or Burda et al.'s k-sample bound
+ARCHITECTURES = ("mlp", "conv")
+ACTIVATION_NAMES = ("relu", "tanh")
+LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli")
+LR_SCHEDULES = ("constant", "iwae")
+PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
+IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
+IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
+# The model options' defaults. Options at these values are left out of a model file's config, so
+# that the notebook's model files (and ours from before these options) load, and are written byte
+# for byte as before.
+MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli"}
 
 
 @dataclass(frozen=True)
@@ -112,12 +125,12 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "classifier_epochs": (int, _positive, "an integer > 0"),
     "classifier_batch_size": (int, _positive, "an integer > 0"),
     "classifier_lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    "likelihood": _one_of(*LIKELIHOODS),
+    "likelihood": _one_of(*LIKELIHOOD_NAMES),
     "beta": (float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"),
     "kl_warmup_epochs": (int, lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
     "architecture": _one_of(*ARCHITECTURES),
     "hidden_layers": (int, _positive, "an integer > 0"),
-    "activation": _one_of(*ACTIVATIONS),
+    "activation": _one_of(*ACTIVATION_NAMES),
     "adam_eps": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
     "lr_schedule": _one_of(*LR_SCHEDULES),
     "lr_schedule_epochs": (int, _positive, "an integer > 0"),
@@ -131,7 +144,7 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
-    ("hidden_layers", DEFAULTS["hidden_layers"], lambda v: v["architecture"] == "mlp",
+    ("hidden_layers", MODEL_DEFAULTS["hidden_layers"], lambda v: v["architecture"] == "mlp",
      "applies to architecture: mlp only"),
     ("output_bias_init", "default", lambda v: v["architecture"] == "mlp",
      "train_mean sets the MLP decoder's per-pixel output bias; use it with architecture: mlp"),

@@ -19,7 +19,9 @@ import torch
 from tqdm import tqdm
 
 from vae.errors import UserError
-from vae.model import EVAL_BATCH, VAE, batch_objective, negative_elbo, uses_log_weights
+from vae.loops import EVAL_BATCH, BatchCallback
+from vae.model import VAE, batch_objective, negative_elbo, uses_log_weights
+from vae.params import IWAE_EPOCHS, IWAE_STAGES, Params
 
 log = logging.getLogger("vae")
 
@@ -28,11 +30,6 @@ HISTORY_COLUMNS = ("epoch", *(f"{split}_{term}" for split in ("train", "val") fo
 OBJECTIVE_COLUMN = "train_objective"  # the loss a log-weight objective minimized, per image
 
 
-IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
-IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
-LR_SCHEDULES = ("constant", "iwae")
-BatchCallback = Callable[[int, int], None]  # (epoch, batch), after every training step
-PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
 
 
 def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -86,11 +83,8 @@ class TrainingSettings:
     precision: str = "32-true"
 
     @classmethod
-    def from_params(cls, params: Any) -> "TrainingSettings":
-        """The settings a ``vae.params.Params`` chooses: its keys of the same names.
-
-        (Typed ``Any``: ``vae.params`` imports this module for the allowed values.)
-        """
+    def from_params(cls, params: Params) -> "TrainingSettings":
+        """The settings that validated params choose: their keys of the same names."""
         return cls(**{field.name: getattr(params, field.name) for field in fields(cls)})
 
     @property
