@@ -35,8 +35,8 @@ def reruns(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, list[str]]:
 
 def markdown(dvc_yaml: Path = REPO / "dvc.yaml") -> str:
     rows = [f"| `{module}` | {', '.join(stages)} |" for module, stages in reruns(dvc_yaml).items()]
-    return "\n".join([BEGIN, "| you edit | `dvc repro` reruns (the stages that list it, then those that read their outputs) |",
-                      "|---|---|", *rows, END])
+    header = "| you edit | `dvc repro` reruns (the stages that list it, then those that read their outputs) |"
+    return "\n".join([BEGIN, header, "|---|---|", *rows, END])
 
 
 def current_block(text: str) -> str:

@@ -242,3 +242,22 @@ def test_a_device_that_is_absent_is_one_clear_error(monkeypatch, name, backend, 
 def test_auto_picks_cuda_when_there_is_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"train_subset": 3, "latent_density_components": 3},
+     "train_subset = 3 leaves fewer training images than the 5 neighbours of evaluate's kNN probe; raise it to "
+     "at least 5 (0: all)"),
+    ({"train_subset": 8}, "latent_density_components = 10 is more than the 8 training images the mixture is fit "
+                          "to; lower it, or raise train_subset"),
+    ({"train_subset": 54_001}, "train_subset = 54001 but the training split has 54000 images; set it to at most "
+                               "54000, or 0 for all"),
+    ({"val_fraction": 1e-5}, "val_fraction = 1e-05 holds out no image of the 60,000; raise it to at least 1.7e-05"),
+])
+def test_params_that_only_fail_together_are_refused_in_one_line(changes: dict[str, object], message: str) -> None:
+    """Each value alone is valid; together a stage would crash (scikit-learn's n_neighbors, a mixture of more
+    Gaussians than points, an empty split), so check-params refuses them before any work."""
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text()) | changes
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    assert str(info.value) == f"params.yaml: {message}"

@@ -368,7 +368,8 @@ def test_the_figure_draws_each_difference_to_the_baseline_and_leaves_out_other_l
     assert any(line.get_xdata()[0] == 0 for line in fd.lines)  # the line at zero
 
 
-PAIRED = ("datasets: [MNIST]\nseeds: [1, 2, 3]\nparams: {numerics: native}\nconfigurations:\n  fp32-latent-2: {latent_dim: 2}\n"
+PAIRED = ("datasets: [MNIST]\nseeds: [1, 2, 3]\nparams: {numerics: native}\nconfigurations:\n"
+          "  fp32-latent-2: {latent_dim: 2}\n"
           "  bf16-latent-2: {latent_dim: 2, precision: bf16-mixed}\n  fp32-latent-16: {latent_dim: 16}\n"
           "  bf16-latent-16: {latent_dim: 16, precision: bf16-mixed}\n"
           "baseline: {bf16-latent-2: fp32-latent-2, bf16-latent-16: fp32-latent-16}\nmetrics: [loss, fd_samples]\n")

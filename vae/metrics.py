@@ -29,6 +29,7 @@ from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
 from vae.loops import EVAL_BATCH
 from vae.model import VAE, encode, gaussian_kl, log_weights, posterior_noise
+from vae.params import KNN_NEIGHBORS
 from vae.training import evaluate_elbo
 
 # The IWAE bound's time is linear in K (params.yaml's iwae_k): on the 10,000 test images
@@ -41,7 +42,6 @@ IWAE_CHUNK = 100  # importance samples per image drawn and decoded at once
 # which noise is drawn, so they are constants, like ``EVAL_BATCH``, not knobs.
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active if Var_x(E_q[u]) > 0.01
-KNN_NEIGHBORS = 5
 PROBE_MAX_ITER = 1000
 
 

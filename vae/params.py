@@ -18,7 +18,8 @@ from vae.data.datasets import DATASETS
 from vae.errors import UserError
 from vae.numerics import MODES
 
-TEST_SET_SIZE = 10_000  # both datasets have 10,000 test images
+TRAIN_SET_SIZE, TEST_SET_SIZE = 60_000, 10_000  # both datasets: 60,000 training and 10,000 test images
+KNN_NEIGHBORS = 5  # neighbours of evaluate's kNN probe of the latent codes: it needs as many training images
 
 # The vocabulary of the params that choose between implementations. It lives here, and the
 # modules that implement the choices (vae.model, vae.likelihoods, vae.training) import it, so
@@ -163,6 +164,50 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
 assert set(_RULES) == {f.name for f in fields(Params)}
 
 
+def _split_sizes(values: dict[str, Any]) -> tuple[int, int]:
+    """Images in the validation split and in the (possibly subset) training split, as the split stage cuts them."""
+    val = int(values["val_fraction"] * TRAIN_SET_SIZE)
+    return val, values["train_subset"] or TRAIN_SET_SIZE - val
+
+
+def _empty_validation(values: dict[str, Any]) -> str:
+    if _split_sizes(values)[0] == 0:
+        return (f"val_fraction = {values['val_fraction']} holds out no image of the {TRAIN_SET_SIZE:,}; "
+                f"raise it to at least {1 / TRAIN_SET_SIZE:.1e}")
+    return ""
+
+
+def _subset_too_large(values: dict[str, Any]) -> str:
+    available = TRAIN_SET_SIZE - _split_sizes(values)[0]
+    if values["train_subset"] > available:
+        return (f"train_subset = {values['train_subset']} but the training split has {available} images; "
+                f"set it to at most {available}, or 0 for all")
+    return ""
+
+
+def _too_few_training_images(values: dict[str, Any]) -> str:
+    images = _split_sizes(values)[1]
+    if images < KNN_NEIGHBORS:
+        return (f"train_subset = {values['train_subset']} leaves fewer training images than the "
+                f"{KNN_NEIGHBORS} neighbours of evaluate's kNN probe; raise it to at least {KNN_NEIGHBORS} (0: all)")
+    if images < values["latent_density_components"]:
+        return (f"latent_density_components = {values['latent_density_components']} is more than the "
+                f"{images} training images the mixture is fit to; lower it, or raise train_subset")
+    return ""
+
+
+def _perplexity_too_large(values: dict[str, Any]) -> str:
+    if values["tsne_perplexity"] >= values["tsne_subset"]:
+        return (f"tsne_perplexity = {values['tsne_perplexity']:g} must be smaller than tsne_subset = "
+                f"{values['tsne_subset']}; lower the perplexity or raise the subset")
+    return ""
+
+
+# Rules that relate several params, each giving what is wrong and the fix, or "" when they agree.
+_RELATED: list[Callable[[dict[str, Any]], str]] = [_empty_validation, _subset_too_large, _too_few_training_images,
+                                                   _perplexity_too_large]
+
+
 def suggest(key: str, known: list[str]) -> str:
     """"did you mean ...?" for a mistyped key: a key it begins (``dataset`` for ``dataset_name``), else the closest."""
     close = [k for k in known if k.startswith(key)][:1] or difflib.get_close_matches(key, known, n=1)
@@ -204,9 +249,9 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
     for key, default, holds, why in _ONLY_WITH:
         if values[key] != default and not holds(values):
             raise UserError(f"{source}: {key} = {raw[key]!r} {why}; fix it in {source}")
-    if values["tsne_perplexity"] >= values["tsne_subset"]:
-        raise UserError(f"{source}: tsne_perplexity = {raw['tsne_perplexity']!r} must be smaller than "
-                        f"tsne_subset = {raw['tsne_subset']!r}; lower the perplexity or raise the subset")
+    for problem in (rule(values) for rule in _RELATED):
+        if problem:
+            raise UserError(f"{source}: {problem}")
     return Params(**values)
 
 
