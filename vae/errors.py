@@ -71,3 +71,21 @@ def one_line(err: BaseException, rerun: str = "`dvc repro`") -> str | None:
     if isinstance(err, OSError):
         return environment_problem(err, rerun)
     return None
+
+
+class DamagedFile(UserError):
+    """An input file that is missing, empty, truncated, or not what the pipeline wrote; says how to restore it.
+
+    ``stage`` is the stage that writes the file, where the reader knows it; the stage runner and
+    the API fill it in from dvc.yaml otherwise (the ML core cannot read dvc.yaml), so the line
+    always ends in a command that restores the file: from DVC's cache, or by remaking it.
+    """
+
+    def __init__(self, path: str | Path, problem: str, stage: str | None = None) -> None:
+        super().__init__(path, problem, stage)
+        self.path, self.problem, self.stage = str(path), problem, stage
+
+    def __str__(self) -> str:
+        remake = f"`dvc repro -f -s {self.stage}`" if self.stage else "`dvc repro -f -s <the stage that writes it>`"
+        return (f"{self.path} {self.problem}; restore it with `dvc checkout {self.path}`, "
+                f"or {remake} where DVC's cache does not hold it")

@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vae.errors import UserError, one_line
+from vae.errors import DamagedFile, UserError, one_line
 from vae.params import Params, load_params
 from vae.runtime import interrupt
-from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
+from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage, stage_writing
 from vae.runtime.machine import flush_subnormals, peak_memory_mib
 
 log = logging.getLogger("vae")
@@ -56,6 +56,8 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
               file=sys.stderr)
         sys.exit(130)
     except Exception as err:
+        if isinstance(err, DamagedFile) and err.stage is None:
+            err.stage = stage_writing(err.path)  # the core reads no dvc.yaml: name the stage that remakes it
         message = one_line(err)
         if message is None:
             raise  # a bug: keep its traceback

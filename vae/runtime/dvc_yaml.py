@@ -114,3 +114,16 @@ def read_stage(name: str, dvc_yaml: str | Path = DVC_YAML) -> StageSpec:
                      params=tuple(params), outs=resolved(_names(entries)),
                      removed_on_run=resolved(_with_option(entries, "persist", False)),
                      uncached=resolved(_with_option(entries, "cache", False)))
+
+
+def stage_writing(path: str | Path, dvc_yaml: str | Path = DVC_YAML) -> str | None:
+    """The stage of ``dvc_yaml`` whose outputs hold ``path`` (the output itself or a file in it), or None."""
+    path = Path(path)
+    try:
+        names = stage_names(dvc_yaml)
+        for name in names:
+            if any(Path(out) == path or Path(out) in path.parents for out in read_stage(name, dvc_yaml).outs):
+                return name
+    except (UserError, OSError):
+        return None
+    return None
