@@ -20,6 +20,12 @@ class UserError(Exception):
     """
 
 
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``: English ordinals for counts in messages."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _free_bytes(path: Path) -> int | None:
     """Free space on the filesystem holding ``path`` (its nearest existing folder), or None if unreadable."""
     for folder in [path, *path.parents]:
