@@ -296,7 +296,7 @@ def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_last_good_state(tmp
 def test_pickled_objects_in_a_training_state_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": Path("/etc/passwd")}, path)  # any non-tensor object is pickled
-    with pytest.raises(UserError, match="not a plain tensor file"):
+    with pytest.raises(UserError, match="holds pickled objects besides tensors"):
         load_torch(path)
 
 
