@@ -34,13 +34,13 @@ def test_a_stage_run_without_its_paths_says_which_are_missing(tmp_path):
 
 
 def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, name: str, main, *paths: str,
-                   argv: tuple[str, ...] = ()) -> tuple[int, str]:
-    """``run_stage(name, main, *paths)`` in this process from the repository root: its exit code and stderr."""
+                   argv: tuple[str, ...] = (), cwd: Path = REPO) -> tuple[int, str]:
+    """``run_stage(name, main, *paths)`` in this process, in ``cwd``: its exit code and stderr."""
     import signal
 
     from vae.runtime.cli import run_stage
 
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [name, *argv])
     monkeypatch.delenv("DVC_STAGE", raising=False)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
@@ -75,3 +75,52 @@ def test_a_damaged_input_is_one_error_line_naming_the_stage_that_remakes_it(monk
     assert err.strip().splitlines() == [
         "error: models/model.pt is empty (0 bytes); restore it with `dvc checkout models/model.pt`, or "
         "`dvc repro -f -s train` where DVC's cache does not hold it"]
+
+
+EVALUATE_ARGS = ("--model", "models/model.pt", "--classifier", "models/classifier.pt", "--latent-density",
+                 "models/latent_density.npz", "--train", "data/processed/train.npz", "--test",
+                 "data/processed/test.npz", "--metrics", "reports/evaluate/metrics.json", "--kl-per-dim",
+                 "reports/evaluate/kl_per_dim.csv")
+TRAIN_ARGS = ("--train", "data/processed/train.npz", "--val", "data/processed/val.npz", "--model", "models/model.pt",
+              "--epochs", "models/epochs", "--state", "models/train_state.pt", "--reconstructions",
+              "reports/train/reconstructions", "--history", "reports/train/history.csv", "--metrics",
+              "reports/train/metrics.json", "--environment", "reports/train/environment.json")
+
+
+def never(args) -> None:
+    raise AssertionError("the stage ran although an output path is blocked")
+
+
+@pytest.mark.parametrize("stage, argv, block, expected", [
+    ("train", TRAIN_ARGS, "models/epochs",
+     "error: models/epochs cannot be written: a file is in the way of the folder; move it away (or delete it), "
+     "then rerun `dvc repro`"),
+    ("evaluate", EVALUATE_ARGS, "reports/evaluate",
+     "error: reports/evaluate/metrics.json cannot be written: reports/evaluate is a file where a folder is needed; "
+     "move it away (or delete it), then rerun `dvc repro`"),
+    ("evaluate", EVALUATE_ARGS, "reports/evaluate/kl_per_dim.csv/",
+     "error: reports/evaluate/kl_per_dim.csv cannot be written: a folder is in the way of the file; move it away "
+     "(or delete it), then rerun `dvc repro`"),
+])
+def test_a_blocked_output_path_is_one_line_before_any_work_and_removes_nothing(
+        monkeypatch, capsys, tmp_path: Path, stage: str, argv: tuple[str, ...], block: str, expected: str) -> None:
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    kept = {"models/train_state.pt": b"state", "reports/train/history.csv": b"h", "reports/train/metrics.json": b"m"}
+    for name, data in kept.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    blocked = tmp_path / block
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.mkdir() if block.endswith("/") else blocked.write_text("in the way")
+    code, err = run_in_process(monkeypatch, capsys, stage, never, *[a[2:].replace("-", "_") for a in argv[::2]],
+                               argv=argv, cwd=tmp_path)
+    assert code == 1 and err.strip().splitlines() == [expected]
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
+
+
+def test_outputs_that_can_be_written_pass_the_check(tmp_path: Path) -> None:
+    from vae.io import check_outputs
+
+    (tmp_path / "models/epochs").mkdir(parents=True)
+    (tmp_path / "models/model.pt").write_bytes(b"old model")  # replaced, not blocking
+    check_outputs([tmp_path / "models/epochs", tmp_path / "models/model.pt", tmp_path / "new/folder/file.json"])

@@ -231,6 +231,19 @@ def test_a_damaged_training_state_is_set_aside_and_the_run_starts_over(clean: tu
     assert epochs_trained(train(workdir)) == []  # the next run resumes from the new state
 
 
+def test_a_blocked_epochs_folder_fails_before_train_deletes_anything(tmp_path: Path) -> None:
+    workdir = make_workdir(tmp_path)
+    kept = {"models/train_state.pt": b"state", "reports/train/history.csv": b"h", "reports/train/metrics.json": b"m"}
+    for name, data in kept.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_bytes(data)
+    (workdir / "models/epochs").write_text("a file where the epochs folder goes")
+    err = train(workdir, returncode=1)
+    assert err.strip().splitlines() == ["error: models/epochs cannot be written: a file is in the way of the folder; "
+                                        "move it away (or delete it), then rerun `dvc repro`"]
+    assert {name: (workdir / name).read_bytes() for name in kept} == kept
+
+
 def record_in(folder: Path, save_every: int = 1) -> TrainingRecord:
     return TrainingRecord(*(folder / p for p in ("models/model.pt", "models/epochs", "models/train_state.pt",
                                                  "reports/train/reconstructions", "reports/train/history.csv",

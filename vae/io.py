@@ -20,7 +20,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from vae.errors import DamagedFile
+from vae.errors import DamagedFile, UserError
 
 
 @functools.cache
@@ -144,6 +144,32 @@ def staged(*outputs: str | Path) -> Iterator[list[Path]]:
     finally:
         for path in staging:
             _remove(path)
+
+
+def check_outputs(outputs: Iterable[str | Path], rerun: str = "`dvc repro`") -> None:
+    """Raise a ``UserError`` if any of ``outputs`` cannot be created, before a stage costs anything.
+
+    A stage that finds out only when it writes has computed for nothing, and the train stage
+    would have deleted its saved state first. An output is a file if its name has a suffix
+    (``model.pt``), else a folder (``models/epochs``). Blocked: a file where one of its folders
+    should be, a folder where the file goes, or a file where the folder goes.
+    """
+    for output in map(Path, outputs):
+        problem = _blocked(output)
+        if problem:
+            raise UserError(f"{output} cannot be written: {problem}, then rerun {rerun}")
+
+
+def _blocked(output: Path) -> str | None:
+    """What stops ``output`` from being written, with the fix, or None."""
+    for folder in reversed(output.parents):
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file where a folder is needed; move it away (or delete it)"
+    if output.suffix and output.is_dir():
+        return "a folder is in the way of the file; move it away (or delete it)"
+    if not output.suffix and output.exists() and not output.is_dir():
+        return "a file is in the way of the folder; move it away (or delete it)"
+    return None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vae.errors import DamagedFile, UserError, one_line
+from vae.io import check_outputs
 from vae.params import Params, load_params
 from vae.runtime import interrupt
 from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage, stage_writing
@@ -38,6 +39,15 @@ def _restore_hint(stage: str) -> str:
         return ""
 
 
+def _outputs(stage: str, args: argparse.Namespace) -> list[Path]:
+    """The outputs dvc.yaml declares for ``stage`` that its command line names (none where dvc.yaml is unreadable)."""
+    try:
+        declared = {Path(out) for out in read_stage(stage).outs}
+    except (UserError, OSError):
+        return []
+    return [path for path in vars(args).values() if isinstance(path, Path) and path in declared]
+
+
 def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
     """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name.replace('-', '_')}",
@@ -50,6 +60,7 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
     flush_subnormals()
     try:
         interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
+        check_outputs(_outputs(name, args))  # a blocked output path fails before any work or deletion
         main(args)
     except KeyboardInterrupt:
         print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
