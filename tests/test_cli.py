@@ -34,8 +34,10 @@ def test_a_stage_run_without_its_paths_says_which_are_missing(tmp_path):
 
 
 def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, name: str, main, *paths: str,
-                   argv: tuple[str, ...] = (), cwd: Path = REPO) -> tuple[int, str]:
-    """``run_stage(name, main, *paths)`` in this process, in ``cwd``: its exit code and stderr."""
+                   argv: tuple[str, ...] = (), cwd: Path = REPO, dvc_stage: str = "") -> tuple[int, str]:
+    """``run_stage(name, main, *paths)`` in this process, in ``cwd``: its exit code and stderr.
+
+    ``dvc_stage``: run as `dvc repro` runs that stage (it sets DVC_STAGE)."""
     import signal
 
     from vae.runtime.cli import run_stage
@@ -43,6 +45,8 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [name, *argv])
     monkeypatch.delenv("DVC_STAGE", raising=False)
+    if dvc_stage:
+        monkeypatch.setenv("DVC_STAGE", dvc_stage)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         run_stage(name, main, *paths)
@@ -124,3 +128,42 @@ def test_outputs_that_can_be_written_pass_the_check(tmp_path: Path) -> None:
     (tmp_path / "models/epochs").mkdir(parents=True)
     (tmp_path / "models/model.pt").write_bytes(b"old model")  # replaced, not blocking
     check_outputs([tmp_path / "models/epochs", tmp_path / "models/model.pt", tmp_path / "new/folder/file.json"])
+
+
+def ctrl_c(args) -> None:
+    raise KeyboardInterrupt  # as interrupt's handler raises it on SIGINT
+
+
+@pytest.mark.parametrize("stage, dvc_stage, expected", [
+    ("evaluate", "evaluate", "error: evaluate interrupted before its outputs were complete, so it wrote none (it "
+     "writes them together at the end); DVC removed its last outputs before it ran, to get them back: "
+     "`git checkout -- reports/evaluate/kl_per_dim.csv reports/evaluate/metrics.json`; rerun `dvc repro` to make them"),
+    ("evaluate", "", "error: evaluate interrupted before its outputs were complete, so it wrote none (it writes them "
+     "together at the end); its earlier outputs are as they were; rerun `dvc repro` to make them"),
+    ("train", "train", "error: train interrupted; the completed epochs are saved; rerun `dvc repro` to continue from "
+     "the last one"),
+    ("check-params", "check-params", "error: check-params interrupted; it writes nothing; rerun `dvc repro`"),
+])
+def test_ctrl_c_says_per_stage_what_is_kept_and_what_dvc_removed(monkeypatch, capsys, stage: str, dvc_stage: str,
+                                                                  expected: str) -> None:
+    code, err = run_in_process(monkeypatch, capsys, stage, ctrl_c, dvc_stage=dvc_stage)
+    assert code == 130 and err.strip().splitlines() == [expected]
+    assert "completed work is saved" not in err
+
+
+def test_ctrl_c_after_the_work_is_done_is_no_failure(monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    from vae.runtime import cli
+
+    def ctrl_c_while_logging_done() -> float:
+        os.kill(os.getpid(), signal.SIGINT)  # delivered while the stage logs "done"
+        return 1.0
+
+    monkeypatch.setattr(cli, "peak_memory_mib", ctrl_c_while_logging_done)
+    try:
+        code, err = run_in_process(monkeypatch, capsys, "evaluate", lambda args: None)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C after the stage's work was done escaped run_stage (a traceback)")
+    assert code == 0 and "Traceback" not in err and "interrupted" not in err
