@@ -79,9 +79,12 @@ def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any
     return pipeline, context
 
 
-def named_paths(dvc_yaml: str | Path = DVC_YAML) -> dict[str, str]:
-    """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once."""
-    return dict(_load(Path(dvc_yaml), None)[1].get("paths", {}))
+def named_paths(dvc_yaml: str | Path = DVC_YAML, text: str | None = None) -> dict[str, str]:
+    """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once.
+
+    ``text``: that dvc.yaml's content, if given (e.g. read from another revision or repository).
+    """
+    return dict(_load(Path(dvc_yaml), text)[1].get("paths", {}))
 
 
 def metrics_files(dvc_yaml: str | Path = DVC_YAML, text: str | None = None) -> list[str]:
