@@ -137,9 +137,10 @@ def ctrl_c(args) -> None:
 @pytest.mark.parametrize("stage, dvc_stage, expected", [
     ("evaluate", "evaluate", "error: evaluate interrupted before its outputs were complete, so it wrote none (it "
      "writes them together at the end); DVC removed its last outputs before it ran, to get them back: "
-     "`git checkout -- reports/evaluate/kl_per_dim.csv reports/evaluate/metrics.json`; rerun `dvc repro` to make them"),
+     "`git checkout -- reports/evaluate/kl_per_dim.csv reports/evaluate/metrics.json`; rerun `dvc repro` to write "
+     "them"),
     ("evaluate", "", "error: evaluate interrupted before its outputs were complete, so it wrote none (it writes them "
-     "together at the end); its earlier outputs are as they were; rerun `dvc repro` to make them"),
+     "together at the end); its earlier outputs are as they were; rerun `dvc repro` to write them"),
     ("train", "train", "error: train interrupted; the completed epochs are saved; rerun `dvc repro` to continue from "
      "the last one"),
     ("check-params", "check-params", "error: check-params interrupted; it writes nothing; rerun `dvc repro`"),

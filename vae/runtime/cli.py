@@ -61,7 +61,7 @@ def _interrupted(stage: str) -> str:
         return f"{stage} interrupted; it writes nothing; rerun `dvc repro`"
     earlier = _restore_hint(stage) or "; its earlier outputs are as they were"
     return (f"{stage} interrupted before its outputs were complete, so it wrote none (it writes them together at "
-            f"the end){earlier}; rerun `dvc repro` to make them")
+            f"the end){earlier}; rerun `dvc repro` to write them")
 
 
 def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
