@@ -162,11 +162,13 @@ def damaged_npz(path: Path, case: str) -> None:
         "wrong shape": lambda: write_npz(path, images=good["images"][:, :27], labels=good["labels"]),
         "sizes disagree": lambda: write_npz(path, images=good["images"], labels=good["labels"][:4]),
         "missing": lambda: path.unlink(),
+        "a folder": lambda: (path.unlink(), path.mkdir()),
     }
     damage[case]()
 
 
 @pytest.mark.parametrize("case, problem", [
+    ("a folder", "is a folder, not a file"),
     ("truncated", "is truncated or damaged, not a readable .npz archive (File is not a zip file)"),
     ("empty", "is empty (0 bytes)"),
     ("random bytes", "is not an .npz archive (its first bytes are not a zip archive's"),

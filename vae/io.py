@@ -220,6 +220,8 @@ def _head(path: Path, stage: str | None) -> bytes:
             head = f.read(8)
     except FileNotFoundError:
         raise DamagedFile(path, "is missing", stage) from None
+    except IsADirectoryError:
+        raise DamagedFile(path, "is a folder, not a file", stage) from None
     if not head:
         raise DamagedFile(path, "is empty (0 bytes)", stage)
     return head
