@@ -270,6 +270,17 @@ def test_no_sources_at_all(tmp_path, idx_files):
     assert not (tmp_path / "raw").exists()
 
 
+def test_a_mirror_that_is_set_is_not_asked_to_be_set(tmp_path, mirror, idx_files):
+    (mirror / "fake" / f"{FILES[2]}.gz").unlink()
+    with pytest.raises(UserError) as info:
+        download_dataset(fake_spec(idx_files), tmp_path / "raw", mirror=str(mirror))
+    assert str(info.value).endswith(f". {MIRROR_ENV} is set ({mirror}) but gave no good fake/{FILES[2]}.gz: point it "
+                                    "at a folder or URL that holds it")
+    assert "Set " not in str(info.value) and "export" not in str(info.value)
+    with pytest.raises(UserError, match=rf"\. Offline\? Set {MIRROR_ENV} to a folder or URL holding fake/"):
+        download_dataset(fake_spec(idx_files), tmp_path / "raw")  # unset: then it says how to set it
+
+
 # --- good local mirrors ----------------------------------------------------------------------------
 
 def test_folder_mirror(tmp_path, mirror, idx_files):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from vae.errors import UserError, environment_problem
+from vae.errors import DamagedFile, UserError, environment_problem
 from vae.io import (
+    ArraySpec,
     atomic_path,
     load_npz,
     load_torch,
@@ -141,6 +142,101 @@ def test_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
     np.savez(path, images=np.array([{"not": "an array"}], dtype=object))
     with pytest.raises(UserError, match="holds pickled objects"):
         load_npz(path)
+
+
+SPLIT_LIKE = {"images": ArraySpec(np.uint8, ("n", 28, 28)), "labels": ArraySpec(np.integer, ("n",))}
+
+
+def damaged_npz(path: Path, case: str) -> None:
+    """Write at ``path`` an .npz damaged as ``case`` says (starting from a good one where it can)."""
+    good = {"images": np.zeros((5, 28, 28), np.uint8), "labels": np.arange(5, dtype=np.uint8)}
+    write_npz(path, **good)
+    data = path.read_bytes()
+    damage = {
+        "truncated": lambda: path.write_bytes(data[: len(data) // 2]),
+        "empty": lambda: path.write_bytes(b""),
+        "random bytes": lambda: path.write_bytes(np.random.default_rng(0).bytes(500)),
+        "a flipped byte": lambda: path.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]),
+        "missing array": lambda: write_npz(path, images=good["images"]),
+        "wrong dtype": lambda: write_npz(path, images=good["images"].astype(np.float32), labels=good["labels"]),
+        "wrong shape": lambda: write_npz(path, images=good["images"][:, :27], labels=good["labels"]),
+        "sizes disagree": lambda: write_npz(path, images=good["images"], labels=good["labels"][:4]),
+        "missing": lambda: path.unlink(),
+        "a folder": lambda: (path.unlink(), path.mkdir()),
+    }
+    damage[case]()
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("a folder", "is a folder, not a file"),
+    ("truncated", "is truncated or damaged, not a readable .npz archive (File is not a zip file)"),
+    ("empty", "is empty (0 bytes)"),
+    ("random bytes", "is not an .npz archive (its first bytes are not a zip archive's"),
+    ("a flipped byte", "is truncated or damaged, not a readable .npz archive (Bad CRC-32 for file 'images.npy')"),
+    ("missing array", "lacks the array 'labels' (it holds 'images')"),
+    ("wrong dtype", "holds 'images' as float32, not uint8"),
+    ("wrong shape", "holds 'images' of shape (5, 27, 28), not (5, 28, 28)"),
+    ("sizes disagree", "holds 'labels' of shape (4,), not (5,)"),
+    ("missing", "is missing"),
+])
+def test_a_damaged_npz_is_one_line_naming_the_path_the_problem_and_the_restore_command(
+        tmp_path: Path, case: str, problem: str) -> None:
+    path = tmp_path / "train.npz"
+    damaged_npz(path, case)
+    with pytest.raises(DamagedFile) as info:
+        load_npz(path, SPLIT_LIKE, stage="split")
+    assert str(info.value).startswith(f"{path} {problem}") and "\n" not in str(info.value)
+    assert str(info.value).endswith(f"; restore it with `dvc checkout {path}`, or `dvc repro -f -s split` where DVC's "
+                                    "cache does not hold it")
+    assert "pickled" not in str(info.value)  # random bytes are not "pickled objects"
+
+
+def torch_file(path: Path, case: str) -> None:
+    """Write at ``path`` a torch file damaged as ``case`` says."""
+    write_torch(path, {"config": {}, "model": {"w": torch.zeros(3)}})
+    data = path.read_bytes()
+    damage = {
+        "truncated": lambda: path.write_bytes(data[: len(data) // 2]),
+        "empty": lambda: path.write_bytes(b""),
+        "random bytes": lambda: path.write_bytes(np.random.default_rng(0).bytes(500)),
+        "pickled objects": lambda: torch.save({"model": {}, "payload": Path("/etc/passwd")}, path),
+        "a bare pickle": lambda: path.write_bytes(__import__("pickle").dumps({"model": {}})),
+        "missing key": lambda: write_torch(path, {"model": {}}),
+        "missing": lambda: path.unlink(),
+    }
+    damage[case]()
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("truncated", "is truncated or damaged, not a readable torch file (PytorchStreamReader failed reading zip "
+                  "archive: failed finding central directory)"),
+    ("empty", "is empty (0 bytes)"),
+    ("random bytes", "is not a torch file (its first bytes are not a zip archive's"),
+    ("pickled objects", "holds pickled objects besides tensors (refused: unpickling can run code)"),
+    ("a bare pickle", "holds pickled objects, not a zip archive of arrays (refused: unpickling can run code)"),
+    ("missing key", "is not a file this pipeline wrote there (it lacks 'config')"),
+    ("missing", "is missing"),
+])
+def test_a_damaged_torch_file_is_one_line_without_torchs_advice(tmp_path: Path, case: str, problem: str,
+                                                                recwarn: pytest.WarningsRecorder) -> None:
+    path = tmp_path / "model.pt"
+    torch_file(path, case)
+    with pytest.raises(DamagedFile) as info:
+        load_torch(path, keys=("config", "model"), stage="train")
+    message = str(info.value)
+    assert message.startswith(f"{path} {problem}") and "\n" not in message
+    assert message.endswith(f"restore it with `dvc checkout {path}`, or `dvc repro -f -s train` where DVC's cache "
+                            "does not hold it")
+    assert "weights_only" not in message and not [w for w in recwarn if "pickle" in str(w.message)]
+
+
+def test_a_damaged_file_without_a_known_stage_still_says_how_to_restore_it(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"")
+    with pytest.raises(DamagedFile) as info:
+        load_torch(path)
+    assert str(info.value).endswith("or `dvc repro -f -s <the stage that writes it>` where DVC's cache does not "
+                                    "hold it") and info.value.stage is None
 
 
 def test_a_folder_that_cannot_move_into_place_leaves_the_last_one(tmp_path: Path,

@@ -52,10 +52,10 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     files["object array"] = (path, "holds pickled objects")
     path = tmp_path / "keys.npz"
     np.savez(path, weights=TRUE.weights, means=TRUE.means)
-    files["missing array"] = (path, "holds ['means', 'weights'], not ['weights', 'means', 'covariances']")
+    files["missing array"] = (path, "lacks the array 'covariances' (it holds 'means', 'weights')")
     path = tmp_path / "shapes.npz"
     np.savez(path, weights=TRUE.weights, means=TRUE.means[:2], covariances=TRUE.covariances)
-    files["shapes"] = (path, "has inconsistent shapes")
+    files["shapes"] = (path, "holds 'means' of shape (2, 2), not (3, 2)")
     path = tmp_path / "weights.npz"
     np.savez(path, weights=np.array([0.5, 0.5, 0.5]), means=TRUE.means, covariances=TRUE.covariances)
     files["weights"] = (path, "not a probability vector")
@@ -75,7 +75,8 @@ def test_a_pickled_or_malformed_density_is_refused_in_one_line(tmp_path: Path, c
     with pytest.raises(UserError) as err:
         load_latent_density(path)
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
-    assert "rerun" in str(err.value)
+    assert str(err.value).endswith(f"restore it with `dvc checkout {path}`, or `dvc repro -f -s latent-density` "
+                                   "where DVC's cache does not hold it")
 
 
 def test_samples_from_the_density_score_better_than_the_prior_s(mnist_test_set) -> None:

@@ -263,7 +263,7 @@ def test_the_python_api_reads_any_revision_without_checking_it_out(pipeline: dic
     lines = run(pipeline["repo"], sys.executable, "-c", code).strip().splitlines()
     assert lines[0] == "2 1"  # the committed baseline: latent_dim 2, one epoch
     assert lines[-1] == ("this repository has no experiment, branch, tag or commit named 'no-such-experiment'; "
-                         "`dvc exp list --all-commits` lists the experiments")
+                         "pass rev= one that exists (`dvc exp list --all-commits` lists the experiments)")
 
 
 def test_exp_run_seed_retrains_but_never_resplits_or_retrains_the_classifier(project: Path) -> None:

@@ -79,8 +79,10 @@ def test_a_file_that_is_not_our_classifier_is_refused_in_one_line(tmp_path) -> N
     save_model(tmp_path / "model.pt", VAE(hidden_dim=8))
     with pytest.raises(UserError) as info:
         load_classifier(tmp_path / "model.pt")
-    assert str(info.value) == (f"{tmp_path / 'model.pt'} is not a classifier this pipeline wrote; delete it and "
-                               "rerun `dvc repro classifier`")
+    path = tmp_path / "model.pt"
+    assert str(info.value) == (f"{path} is not a classifier this pipeline wrote; restore it with "
+                               f"`dvc checkout {path}`, or `dvc repro -f -s classifier` where DVC's cache does "
+                               "not hold it")
 
 
 def test_sample_quality_reports_every_number() -> None:

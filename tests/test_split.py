@@ -159,7 +159,7 @@ def test_corrupt_raw_file_names_it(raw_dir, tmp_path):
 
 
 def test_load_split_missing(tmp_path):
-    with pytest.raises(UserError, match="dvc repro split"):
+    with pytest.raises(UserError, match=r"train.npz is missing; .*`dvc repro -f -s split`"):
         load_split(tmp_path / "train.npz")
 
 

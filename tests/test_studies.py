@@ -76,12 +76,31 @@ GOOD = "datasets: [MNIST]\nseeds: [1, 2]\nconfigurations:\n  notebook: {}\n"
     (GOOD + "  Beta.4: {beta: 4.0}\n", "configuration name 'Beta.4' must be lower-case letters, digits and dashes"),
     ("datasets: [MNIST]\nconfigurations: {a: {}}\n", "seeds is missing or empty"),
     ("datasets: [MNIST\n", "not valid YAML"),
+    (GOOD + "metrics: [loss, fd_sample]\n",
+     "studies/bad.yaml: metrics: 'fd_sample' is not a metric any stage writes; did you mean fd_samples?"),
+    (GOOD + "compare: [[fd_samples_latent_densty, fd_samples]]\n",
+     "compare: 'fd_samples_latent_densty' is not a metric any stage writes; did you mean fd_samples_latent_density?"),
+    (GOOD + "metrics: [zzz]\n", "metrics: 'zzz' is not a metric any stage writes; see KNOWN_METRICS in "
+                                 "vae/studies/spec.py"),
 ])
 def test_a_bad_study_file_is_refused_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     studies = write_study(tmp_path, text)
     with pytest.raises(UserError) as err:
         load_study("bad", studies, REPO / "params.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_known_metrics_are_those_the_stages_write() -> None:
+    """The vocabulary of `metrics:` and `compare:` against the committed metrics files and the code's names."""
+    from vae.likelihoods import LIKELIHOODS
+    from vae.studies.spec import KNOWN_METRICS
+    from vae.training import HISTORY_COLUMNS, OBJECTIVE_COLUMN
+
+    written = {key for stage in ("train", "classifier", "evaluate")
+               for key in json.loads((REPO / f"reports/{stage}/metrics.json").read_text())}
+    optional = {OBJECTIVE_COLUMN, *HISTORY_COLUMNS} | {
+        lik.test_nll_metric for lik in LIKELIHOODS.values() if lik.test_nll_metric}
+    assert set(KNOWN_METRICS) == written | optional and len(KNOWN_METRICS) == len(set(KNOWN_METRICS))
 
 
 def test_an_unknown_study_names_the_studies_that_exist() -> None:

@@ -225,6 +225,70 @@ def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("damage", ["truncated", "not a state"])
+def test_a_damaged_training_state_is_set_aside_and_the_run_starts_over(clean: tuple[Path, dict[str, str]],
+                                                                       tmp_path: Path, damage: str) -> None:
+    workdir = make_workdir(tmp_path)
+    shutil.copytree(clean[0] / "models", workdir / "models")
+    shutil.copytree(clean[0] / "reports", workdir / "reports")
+    state = workdir / "models/train_state.pt"
+    damaged = {"truncated": state.read_bytes()[:1000], "empty": b"",
+               "not a state": (workdir / "models/model.pt").read_bytes()}[damage]
+    state.write_bytes(damaged)
+    log = train(workdir)
+    assert "models/train_state.pt " in log and "; set it aside as models/train_state.pt.corrupt" in log
+    assert "starting over" in log and "made with other params" not in log and "Traceback" not in log
+    assert epochs_trained(log) == [1, 2, 3, 4]
+    assert (workdir / "models/train_state.pt.corrupt").read_bytes() == damaged  # kept for a look, never read again
+    assert digests(workdir, ("models/train_state.pt.corrupt",)) == clean[1]  # as the uninterrupted run
+    assert epochs_trained(train(workdir)) == []  # the next run resumes from the new state
+
+
+@pytest.mark.e2e
+def test_a_blocked_epochs_folder_fails_before_train_deletes_anything(tmp_path: Path) -> None:
+    workdir = make_workdir(tmp_path)
+    kept = {"models/train_state.pt": b"state", "reports/train/history.csv": b"h", "reports/train/metrics.json": b"m"}
+    for name, data in kept.items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_bytes(data)
+    (workdir / "models/epochs").write_text("a file where the epochs folder goes")
+    err = train(workdir, returncode=1)
+    assert err.strip().splitlines() == ["error: models/epochs cannot be written: a file is in the way of the folder; "
+                                        "move it away (or delete it), then rerun `dvc repro`"]
+    assert {name: (workdir / name).read_bytes() for name in kept} == kept
+
+
+def record_in(folder: Path, save_every: int = 1) -> TrainingRecord:
+    return TrainingRecord(*(folder / p for p in ("models/model.pt", "models/epochs", "models/train_state.pt",
+                                                 "reports/train/reconstructions", "reports/train/history.csv",
+                                                 "reports/train/metrics.json")), save_every=save_every)
+
+
+def test_weights_without_a_state_start_over_saying_why_not_blaming_params(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    record = record_in(tmp_path)
+    record.epochs.mkdir(parents=True)
+    (record.epochs / "epoch_001.pt").write_bytes(b"weights")
+    with caplog.at_level("INFO", logger="vae"):
+        assert record.resume("key", 4) is None
+    assert caplog.messages == [f"{record.state} is missing, and the weights in {record.epochs} alone (no optimizer "
+                               "or random state) cannot continue the run exactly: starting over"]
+    assert record.saved_epochs() == []
+
+
+def test_a_state_missing_weights_files_says_which_in_english(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from vae.io import write_torch
+
+    record = record_in(tmp_path, save_every=2)
+    write_torch(record.state, {"run_key": "key", "epoch": 3, "config": {}, "model": {}, "optimizer": {}, "rng": {},
+                               "history": torch.zeros(3, 7)})
+    with caplog.at_level("INFO", logger="vae"):
+        assert record.resume("key", 4) is None
+    assert caplog.messages == [f"the weights of epoch 2 are not in {record.epochs} (save_every keeps every 2nd "
+                               "epoch): starting over"]
+
+
+@pytest.mark.e2e
 def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) -> None:
     short = make_workdir(tmp_path / "short", num_epochs=2)
     train(short)
@@ -260,7 +324,7 @@ def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_last_good_state(tmp
 def test_pickled_objects_in_a_training_state_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": Path("/etc/passwd")}, path)  # any non-tensor object is pickled
-    with pytest.raises(UserError, match="not a plain tensor file"):
+    with pytest.raises(UserError, match="holds pickled objects besides tensors"):
         load_torch(path)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vae.data.datasets import IMAGE_SHAPE
-from vae.errors import UserError
+from vae.errors import DamagedFile
 from vae.io import load_torch, write_torch
 from vae.loops import EVAL_BATCH, BatchCallback
 
@@ -95,10 +95,9 @@ def save_classifier(path: Any, model: Classifier) -> None:
 
 
 def load_classifier(path: Any, device: torch.device | str = "cpu") -> Classifier:
-    saved = load_torch(path, device)
-    if not isinstance(saved, dict) or saved.get("kind") != KIND:
-        raise UserError(f"{path} is not a classifier this pipeline wrote; delete it and rerun "
-                        "`dvc repro classifier`")
+    saved = load_torch(path, device, keys=("model",), stage="classifier")
+    if saved.get("kind") != KIND:
+        raise DamagedFile(path, "is not a classifier this pipeline wrote", "classifier")
     model = Classifier().to(device)
     model.load_state_dict(saved["model"])
     return model.eval()

@@ -20,6 +20,12 @@ class UserError(Exception):
     """
 
 
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``: English ordinals for counts in messages."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _free_bytes(path: Path) -> int | None:
     """Free space on the filesystem holding ``path`` (its nearest existing folder), or None if unreadable."""
     for folder in [path, *path.parents]:
@@ -71,3 +77,21 @@ def one_line(err: BaseException, rerun: str = "`dvc repro`") -> str | None:
     if isinstance(err, OSError):
         return environment_problem(err, rerun)
     return None
+
+
+class DamagedFile(UserError):
+    """An input file that is missing, empty, truncated, or not what the pipeline wrote; says how to restore it.
+
+    ``stage`` is the stage that writes the file, where the reader knows it; the stage runner and
+    the API fill it in from dvc.yaml otherwise (the ML core cannot read dvc.yaml), so the line
+    always ends in a command that restores the file: from DVC's cache, or by remaking it.
+    """
+
+    def __init__(self, path: str | Path, problem: str, stage: str | None = None) -> None:
+        super().__init__(path, problem, stage)
+        self.path, self.problem, self.stage = str(path), problem, stage
+
+    def __str__(self) -> str:
+        remake = f"`dvc repro -f -s {self.stage}`" if self.stage else "`dvc repro -f -s <the stage that writes it>`"
+        return (f"{self.path} {self.problem}; restore it with `dvc checkout {self.path}`, "
+                f"or {remake} where DVC's cache does not hold it")

@@ -13,17 +13,22 @@ import functools
 import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from vae.errors import UserError
+from vae.errors import DamagedFile, UserError
 
 
 @functools.cache
@@ -141,6 +146,32 @@ def staged(*outputs: str | Path) -> Iterator[list[Path]]:
             _remove(path)
 
 
+def check_outputs(outputs: Iterable[str | Path], rerun: str = "`dvc repro`") -> None:
+    """Raise a ``UserError`` if any of ``outputs`` cannot be created, before a stage costs anything.
+
+    A stage that finds out only when it writes has computed for nothing, and the train stage
+    would have deleted its saved state first. An output is a file if its name has a suffix
+    (``model.pt``), else a folder (``models/epochs``). Blocked: a file where one of its folders
+    should be, a folder where the file goes, or a file where the folder goes.
+    """
+    for output in map(Path, outputs):
+        problem = _blocked(output)
+        if problem:
+            raise UserError(f"{output} cannot be written: {problem}, then rerun {rerun}")
+
+
+def _blocked(output: Path) -> str | None:
+    """What stops ``output`` from being written, with the fix, or None."""
+    for folder in reversed(output.parents):
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file where a folder is needed; move it away (or delete it)"
+    if output.suffix and output.is_dir():
+        return "a folder is in the way of the file; move it away (or delete it)"
+    if not output.suffix and output.exists() and not output.is_dir():
+        return "a file is in the way of the folder; move it away (or delete it)"
+    return None
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; a failed write names the path and how much it needed."""
     try:
@@ -168,13 +199,103 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz``; object arrays (which need pickle) are refused."""
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array of an ``.npz`` must be: of ``dtype`` (a numpy type or an abstract one such as
+    ``np.integer``) and of ``shape``, whose entries are sizes, or names for sizes that must agree
+    across the file's arrays (``("n", 28, 28)`` and ``("n",)``: as many labels as images)."""
+
+    dtype: type
+    shape: tuple[int | str, ...]
+
+
+ZIP_MAGIC = b"PK"  # .npz and torch files are zip archives
+PICKLE_PROTOCOLS = tuple(bytes([0x80, n]) for n in range(2, 6))  # how a pickle of protocol 2 to 5 starts
+
+
+def _head(path: Path, stage: str | None) -> bytes:
+    """The first bytes of ``path``; a missing or empty file is a ``DamagedFile``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise DamagedFile(path, "is missing", stage) from None
+    except IsADirectoryError:
+        raise DamagedFile(path, "is a folder, not a file", stage) from None
+    if not head:
+        raise DamagedFile(path, "is empty (0 bytes)", stage)
+    return head
+
+
+def _not_an_archive(head: bytes, kind: str) -> str | None:
+    """Why a file that starts with ``head`` is no ``kind`` archive, or None if it may be one."""
+    if head.startswith(ZIP_MAGIC):
+        return None
+    if head.startswith(PICKLE_PROTOCOLS):
+        return "holds pickled objects, not a zip archive of arrays (refused: unpickling can run code)"
+    return f"is not {kind} (its first bytes are not a zip archive's: another kind of file, or overwritten)"
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of ``err``'s message (torch appends a paragraph of advice), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+
+
+def load_npz(path: str | Path, arrays: dict[str, ArraySpec] | None = None,
+             stage: str | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``, checked against ``arrays`` (name -> spec) where given.
+
+    The one reader of ``.npz`` files: anything but a readable archive of plain arrays as
+    specified (missing, empty, truncated, another kind of file, pickled objects, an array
+    missing or of the wrong shape or type) is a ``DamagedFile`` that names the path, the
+    problem and the command that restores it (``stage``: the stage that writes it).
+    """
+    path = Path(path)
+    problem = _not_an_archive(_head(path, stage), "an .npz archive")
+    if problem:
+        raise DamagedFile(path, problem, stage)
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except ValueError as err:  # numpy's "Object arrays cannot be loaded when allow_pickle=False"
-        raise UserError(f"{path} holds pickled objects ({err}); delete it and rerun `dvc repro`") from None
+            loaded = {key: data[key] for key in data.files}
+    except ValueError as err:  # numpy's "Object arrays cannot be loaded when allow_pickle=False", or a bad header
+        pickled = "allow_pickle" in str(err)
+        raise DamagedFile(path, "holds pickled objects (refused: unpickling can run code)" if pickled
+                          else f"is damaged ({_first_line(err)})", stage) from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise DamagedFile(path, f"is truncated or damaged, not a readable .npz archive ({_first_line(err)})",
+                          stage) from None
+    problem = _array_problem(loaded, arrays or {})
+    if problem:
+        raise DamagedFile(path, problem, stage)
+    return loaded
+
+
+def _array_problem(loaded: dict[str, np.ndarray], arrays: dict[str, ArraySpec]) -> str | None:
+    """What is wrong with ``loaded`` against ``arrays`` (a missing array, a wrong type or shape), or None."""
+    missing = [name for name in arrays if name not in loaded]
+    if missing:
+        held = ", ".join(repr(name) for name in sorted(loaded)) or "none"
+        return f"lacks the array{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} (it holds {held})"
+    sizes: dict[str, int] = {}  # a named size, as the first array that has it sets it
+    for name, spec in arrays.items():
+        array = loaded[name]
+        if not np.issubdtype(array.dtype, spec.dtype):
+            return f"holds {name!r} as {array.dtype}, not {_dtype_text(spec.dtype)}"
+        if array.ndim == len(spec.shape):
+            for dim, size in zip(spec.shape, array.shape):
+                if isinstance(dim, str):
+                    sizes.setdefault(dim, size)
+        expected = tuple(sizes.get(dim, dim) if isinstance(dim, str) else dim for dim in spec.shape)
+        if array.shape != expected:
+            return f"holds {name!r} of shape {array.shape}, not {expected}"
+    return None
+
+
+def _dtype_text(dtype: type) -> str:
+    """``uint8`` for a concrete type, ``integers`` or ``floats`` for an abstract one."""
+    abstract = {np.integer: "integers", np.floating: "floats"}
+    return abstract.get(dtype) or np.dtype(dtype).name
 
 
 def write_torch(path: str | Path, obj: Any) -> None:
@@ -188,20 +309,38 @@ def write_torch(path: str | Path, obj: Any) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> Any:
+def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu", keys: tuple[str, ...] = (),
+               stage: str | None = None) -> Any:
     """``torch.load`` of a file that may come from anywhere: only tensors and plain containers load.
 
-    ``weights_only=True`` refuses pickled objects, so loading cannot run code. A missing
-    file or one that is not a plain tensor file is a ``UserError`` that says what to do.
+    ``weights_only=True`` refuses pickled objects, so loading cannot run code. A file that is
+    missing, empty, truncated, not a torch file, holds pickled objects or (given ``keys``) is not
+    a dictionary holding those keys is a ``DamagedFile`` naming the problem and the restore
+    command (``stage``: the stage that writes it), never torch's own advice to unpickle.
     """
+    name = path if isinstance(path, (str, Path)) else getattr(path, "name", "the file read")
+    if isinstance(path, (str, Path)):
+        problem = _not_an_archive(_head(Path(path), stage), "a torch file")
+    else:
+        problem = _not_an_archive(path.read(8), "a torch file")
+        path.seek(0)
+    if problem:
+        raise DamagedFile(name, problem, stage)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; run the stage that makes it (`dvc repro`)") from None
-    except Exception as err:  # weights_only raises UnpicklingError, or RuntimeError for a bad zip
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path} is not a plain tensor file this pipeline wrote ({first}); "
-                        "delete it and rerun `dvc repro`") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses them
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise DamagedFile(name, "holds pickled objects besides tensors (refused: unpickling can run code)",
+                          stage) from None
+    except (RuntimeError, EOFError) as err:  # torch's reader: "failed finding central directory" and the like
+        raise DamagedFile(name, f"is truncated or damaged, not a readable torch file ({_first_line(err)})",
+                          stage) from None
+    lacking = [key for key in keys if not isinstance(saved, dict) or key not in saved]
+    if lacking:
+        raise DamagedFile(name, f"is not a file this pipeline wrote there (it lacks {', '.join(map(repr, lacking))})",
+                          stage)
+    return saved
 
 
 def write_csv(path: str | Path, frame: Any) -> None:

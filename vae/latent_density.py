@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae.errors import UserError
-from vae.io import load_npz, write_npz
+from vae.errors import DamagedFile, UserError
+from vae.io import ArraySpec, load_npz, write_npz
 
 log = logging.getLogger("vae")
 
@@ -70,34 +70,27 @@ def save_latent_density(path: str | Path, density: LatentDensity) -> None:
     write_npz(path, **{name: getattr(density, name) for name in FIELDS})
 
 
+# The arrays of the file: K weights, K means and K covariances on a d-dimensional latent space.
+ARRAYS = {"weights": ArraySpec(np.floating, ("K",)), "means": ArraySpec(np.floating, ("K", "d")),
+          "covariances": ArraySpec(np.floating, ("K", "d", "d"))}
+STAGE = "latent-density"
+
+
 def _check(path: Path, arrays: dict[str, np.ndarray]) -> LatentDensity:
+    """The density of well-formed ``arrays`` (names, types and shapes checked on reading) if it is a valid one."""
+    w, mu, cov = (arrays[name] for name in FIELDS)
     problem = ""
-    if set(arrays) != set(FIELDS):
-        problem = f"holds {sorted(arrays)}, not {list(FIELDS)}"
-    else:
-        w, mu, cov = (arrays[name] for name in FIELDS)
-        if w.ndim != 1 or mu.ndim != 2 or cov.ndim != 3 or mu.shape[0] != len(w) or cov.shape != (
-                len(w), mu.shape[1], mu.shape[1]):
-            problem = f"has inconsistent shapes {w.shape}, {mu.shape}, {cov.shape}"
-        elif not all(np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() for a in (w, mu, cov)):
-            problem = "holds values that are not finite floats"
-        elif (w < 0).any() or not np.isclose(w.sum(), 1.0):
-            problem = "has mixture weights that are not a probability vector"
-        elif not np.allclose(cov, cov.transpose(0, 2, 1)) or (np.linalg.eigvalsh(cov) <= 0).any():
-            problem = "has covariances that are not symmetric positive definite"
+    if not all(np.isfinite(a).all() for a in (w, mu, cov)):
+        problem = "holds values that are not finite"
+    elif (w < 0).any() or not np.isclose(w.sum(), 1.0):
+        problem = "has mixture weights that are not a probability vector"
+    elif not np.allclose(cov, cov.transpose(0, 2, 1)) or (np.linalg.eigvalsh(cov) <= 0).any():
+        problem = "has covariances that are not symmetric positive definite"
     if problem:
-        raise UserError(f"{path} {problem}: it is not a latent density this pipeline wrote; "
-                        "delete it and rerun `dvc repro latent-density`")
+        raise DamagedFile(path, f"{problem}: it is not a latent density this pipeline wrote", STAGE)
     return LatentDensity(*(arrays[name].astype(np.float64) for name in FIELDS))
 
 
 def load_latent_density(path: str | Path) -> LatentDensity:
-    """Read and check a saved density (pickle-free); a malformed file is a one-line ``UserError``."""
-    path = Path(path)
-    try:
-        arrays = load_npz(path)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; run `dvc repro latent-density`") from None
-    except (OSError, ValueError) as err:  # not a zip/npz at all
-        raise UserError(f"{path} is not an .npz file ({err}); delete it and rerun `dvc repro latent-density`") from None
-    return _check(path, arrays)
+    """Read and check a saved density (pickle-free); a missing or malformed file is a one-line ``DamagedFile``."""
+    return _check(Path(path), load_npz(path, ARRAYS, stage=STAGE))

@@ -111,14 +111,20 @@ def download_dataset(spec: DatasetSpec, out_dir: str | Path, mirror: str | None 
             kept = f"; {out_dir} is unchanged" if out_dir.is_dir() and any(out_dir.iterdir()) else ""
             raise UserError(
                 f"could not get {spec.name} file {name} from any source: " + "; ".join(failures) + kept
-                + f". Offline? Set {MIRROR_ENV} to a folder or URL holding {spec.mirror_folder}/{name}.gz "
-                f"(e.g. export {MIRROR_ENV}=/path/to/mirror)")
+                + _mirror_advice(f"{spec.mirror_folder}/{name}.gz", mirror))
     for name, data in verified.items():
         write_bytes(out_dir / name, data)
     for other in out_dir.iterdir():
         if other.name not in verified and other.name not in kept:
             other.unlink()
     return [out_dir / name for name in FILES]
+
+
+def _mirror_advice(file: str, mirror: str | None) -> str:
+    """The end of a failed download's line: set the mirror, or, where it is set, point it elsewhere."""
+    if mirror:
+        return f". {MIRROR_ENV} is set ({mirror}) but gave no good {file}: point it at a folder or URL that holds it"
+    return f". Offline? Set {MIRROR_ENV} to a folder or URL holding {file} (e.g. export {MIRROR_ENV}=/path/to/mirror)"
 
 
 def mirror_from_env() -> str | None:

@@ -8,7 +8,7 @@ import torch
 from vae.data.datasets import IMAGE_SHAPE
 from vae.data.idx import read_idx
 from vae.errors import UserError
-from vae.io import load_npz, write_npz
+from vae.io import ArraySpec, load_npz, write_npz
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,12 +62,16 @@ def make_splits(raw_dir: str | Path, out_dir: str | Path, val_fraction: float, s
     return {name: len(part[0]) for name, part in parts.items()}
 
 
+# What a split's .npz must hold for the stages that read it: as many labels as images.
+SPLIT_ARRAYS = {"images": ArraySpec(np.uint8, ("n", *IMAGE_SHAPE)), "labels": ArraySpec(np.integer, ("n",))}
+
+
 def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split's uint8 images (N, 28, 28) and labels (N,) from its ``.npz``, without unpickling."""
-    try:
-        arrays = load_npz(path)
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; run `dvc repro split` first") from None
+    """Load one split's uint8 images (N, 28, 28) and labels (N,) from its ``.npz``, without unpickling.
+
+    A missing or damaged file is one line saying how to restore it (``vae.io.load_npz``).
+    """
+    arrays = load_npz(path, SPLIT_ARRAYS, stage="split")
     return arrays["images"], arrays["labels"]
 
 

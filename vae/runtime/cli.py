@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vae.errors import UserError, one_line
+from vae.errors import DamagedFile, UserError, one_line
+from vae.io import check_outputs
 from vae.numerics import configure_torch
 from vae.params import Params, load_params
 from vae.runtime import interrupt
-from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
+from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage, stage_writing
 from vae.runtime.machine import flush_subnormals, peak_memory_mib
 
 log = logging.getLogger("vae")
+RESUMABLE = ("train",)  # stages that keep completed work when stopped (vae.runtime.record), and resume from it
 
 
 def stage_params() -> Params:
@@ -40,6 +42,30 @@ def _restore_hint(stage: str) -> str:
         return ""
 
 
+def _outputs(stage: str, args: argparse.Namespace) -> list[Path]:
+    """The outputs dvc.yaml declares for ``stage`` that its command line names (none where dvc.yaml is unreadable)."""
+    try:
+        declared = {Path(out) for out in read_stage(stage).outs}
+    except (UserError, OSError):
+        return []
+    return [path for path in vars(args).values() if isinstance(path, Path) and path in declared]
+
+
+def _interrupted(stage: str) -> str:
+    """The line for a stage stopped by Ctrl-C or SIGTERM: what it kept, what DVC removed, how to get it back."""
+    try:
+        outputs = read_stage(stage).outs
+    except (UserError, OSError):
+        outputs = ("its outputs",)  # run outside the repository: say what holds for every stage
+    if stage in RESUMABLE:
+        return f"{stage} interrupted; the completed epochs are saved; rerun `dvc repro` to continue from the last one"
+    if not outputs:
+        return f"{stage} interrupted; it writes nothing; rerun `dvc repro`"
+    earlier = _restore_hint(stage) or "; its earlier outputs are as they were"
+    return (f"{stage} interrupted before its outputs were complete, so it wrote none (it writes them together at "
+            f"the end){earlier}; rerun `dvc repro` to write them")
+
+
 def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
     """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name.replace('-', '_')}",
@@ -50,16 +76,22 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     start = time.perf_counter()
     flush_subnormals()
+    finished = False
     try:
         interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
         params = stage_params()
+        check_outputs(_outputs(name, args))  # a blocked output path fails before any work or deletion
         configure_torch(params.numerics, params.threads)  # stages/__init__.py pinned the rest before torch loaded
         main(args)
+        finished = True
+        interrupt.ignore()  # done: a Ctrl-C from here on changes nothing, so it is no failure
     except KeyboardInterrupt:
-        print(f"error: {name} interrupted; completed work is saved, rerun `dvc repro` to continue",
-              file=sys.stderr)
-        sys.exit(130)
+        if not finished:
+            print(f"error: {_interrupted(name)}", file=sys.stderr)
+            sys.exit(130)
     except Exception as err:
+        if isinstance(err, DamagedFile) and err.stage is None:
+            err.stage = stage_writing(err.path)  # the core reads no dvc.yaml: name the stage that remakes it
         message = one_line(err)
         if message is None:
             raise  # a bug: keep its traceback

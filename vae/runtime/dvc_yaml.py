@@ -79,9 +79,12 @@ def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any
     return pipeline, context
 
 
-def named_paths(dvc_yaml: str | Path = DVC_YAML) -> dict[str, str]:
-    """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once."""
-    return dict(_load(Path(dvc_yaml), None)[1].get("paths", {}))
+def named_paths(dvc_yaml: str | Path = DVC_YAML, text: str | None = None) -> dict[str, str]:
+    """The ``paths`` dictionary of dvc.yaml's ``vars``: every file and folder the pipeline names, once.
+
+    ``text``: that dvc.yaml's content, if given (e.g. read from another revision or repository).
+    """
+    return dict(_load(Path(dvc_yaml), text)[1].get("paths", {}))
 
 
 def metrics_files(dvc_yaml: str | Path = DVC_YAML, text: str | None = None) -> list[str]:
@@ -114,3 +117,16 @@ def read_stage(name: str, dvc_yaml: str | Path = DVC_YAML) -> StageSpec:
                      params=tuple(params), outs=resolved(_names(entries)),
                      removed_on_run=resolved(_with_option(entries, "persist", False)),
                      uncached=resolved(_with_option(entries, "cache", False)))
+
+
+def stage_writing(path: str | Path, dvc_yaml: str | Path = DVC_YAML) -> str | None:
+    """The stage of ``dvc_yaml`` whose outputs hold ``path`` (the output itself or a file in it), or None."""
+    path = Path(path)
+    try:
+        names = stage_names(dvc_yaml)
+        for name in names:
+            if any(Path(out) == path or Path(out) in path.parents for out in read_stage(name, dvc_yaml).outs):
+                return name
+    except (UserError, OSError):
+        return None
+    return None

@@ -26,6 +26,13 @@ def install() -> None:
     signal.signal(signal.SIGTERM, _handle)
 
 
+def ignore() -> None:
+    """Ignore SIGINT and SIGTERM from now on: the stage's work is done, and a late stop would only
+    turn a finished run into a failure (or a traceback while it logs that it is done)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def check(epoch: int, batch: int) -> None:
     """Raise ``KeyboardInterrupt`` if a stop was asked for and its first exception was lost.
 

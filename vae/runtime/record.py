@@ -13,6 +13,7 @@ with ``vae.io.load_torch`` (``weights_only=True``), so a file from elsewhere can
 """
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from vae.errors import DamagedFile, ordinal
 from vae.figures import reconstruction_grid
 from vae.io import load_torch, write_bytes, write_csv, write_json, write_torch
 from vae.model import load_model, save_model
@@ -28,6 +30,8 @@ from vae.training import TrainState
 log = logging.getLogger("vae")
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
+STATE_KEYS = ("run_key", "epoch", "config", "model", "optimizer", "rng", "history")  # TrainState.to_dict's
+CORRUPT_SUFFIX = ".corrupt"  # a damaged training state, set aside beside itself for a look, never read again
 
 
 class TrainingRecord:
@@ -57,27 +61,47 @@ class TrainingRecord:
     def resume(self, key: str, num_epochs: int) -> dict[str, Any] | None:
         """The saved training state if it was made with ``key`` and its weights files are all there.
 
-        Otherwise everything a run writes per epoch is deleted and None returned (start over).
-        That includes the reports, so a queued experiment never shows another run's losses.
+        Otherwise everything a run writes per epoch is deleted and None returned (start over), with
+        one line saying why. That includes the reports, so a queued experiment never shows another
+        run's losses. A damaged state is set aside (``train_state.pt.corrupt``), never fatal: the
+        per-epoch weights files lack Adam's moments and the random generators, so no run resumed
+        from them would be the uninterrupted one, and training starts over.
         """
         for folder in (self.epochs, self.reconstructions, self.state.parent):
             for stale in folder.glob(".*.tmp") if folder.is_dir() else []:  # left by a kill during a write
                 stale.unlink()
-        saved = load_torch(self.state) if self.state.exists() else None
-        if saved is not None and saved.get("run_key") == key:
+        saved, why = self._read_state()
+        if saved is not None and saved["run_key"] == key:
             missing = self._needed(saved["epoch"], num_epochs) - set(self.saved_epochs())
             if not missing:
                 log.info("resuming from %s (epoch %d; num_epochs %d)", self.state, saved["epoch"], num_epochs)
                 return saved
-            log.info("the weights of epoch %d are not in %s (save_every keeps every %dth): starting over",
-                     min(missing), self.epochs, self.save_every)
-        elif saved is not None or self.saved_epochs():
-            log.info("the training state in %s was made with other params, data or code: starting over",
-                     self.state)
+            why = (f"the weights of epoch {min(missing)} are not in {self.epochs} "
+                   f"(save_every keeps every {ordinal(self.save_every)} epoch)")
+        elif saved is not None:
+            why = f"the training state in {self.state} was made with other params, data or code"
+        elif why is None and self.saved_epochs():
+            why = (f"{self.state} is missing, and the weights in {self.epochs} alone (no optimizer or random "
+                   "state) cannot continue the run exactly")
+        if why is not None:
+            log.info("%s: starting over", why)
         for stale in (self.state, self.history, self.metrics):  # `dvc exp show` must not show them as this run's
             stale.unlink(missing_ok=True)
         self._prune(0, 0)
         return None
+
+    def _read_state(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The saved state (None if there is none), or None and why, having set a damaged one aside."""
+        if not self.state.exists():
+            return None, None
+        try:
+            return load_torch(self.state, keys=STATE_KEYS, stage="train"), None
+        except DamagedFile as err:
+            aside = self.state.with_name(self.state.name + CORRUPT_SUFFIX)
+            os.replace(self.state, aside)
+            return None, (f"{self.state} {err.problem}; set it aside as {aside}, and since the weights files in "
+                          f"{self.epochs} lack Adam's moments and the random generators, no resumed run would "
+                          "equal an uninterrupted one")
 
     def _needed(self, saved_epoch: int, num_epochs: int) -> set[int]:
         """The weights files a state at ``saved_epoch`` needs to give a run of ``num_epochs``."""

@@ -44,6 +44,17 @@ CONFIGURATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 # Set by the study's datasets and seeds, never by a configuration.
 PER_RUN_KEYS = ("dataset_name", "seed")
 DEFAULT_METRICS = ("loss", "iwae_log_likelihood_bound", "active_units", "fd_samples", "fd_samples_latent_density")
+# Every metric a run's metrics files hold, by the stage that writes it (tests/test_studies.py checks
+# this list against the files): what a study's `metrics:`, `compare:` and `published:` may name.
+KNOWN_METRICS = (
+    # train: the last epoch's row of the history (train_objective with a multi-sample objective)
+    "epoch", "train_loss", "train_recon", "train_kl", "train_objective", "val_loss", "val_recon", "val_kl",
+    # classifier
+    "classifier_test_accuracy", "fd_real_data_floor",
+    # evaluate (binarized_test_nll with the binarized likelihood)
+    "loss", "recon", "kl", "iwae_k", "iwae_log_likelihood_bound", "binarized_test_nll", "active_units",
+    "mse_per_image", "linear_probe_accuracy", "knn_accuracy", "fd_samples", "fd_samples_latent_density",
+    "fd_reconstructions", "sample_class_entropy", "sample_class_entropy_latent_density", "reconstruction_accuracy")
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "description": str, "datasets": list, "seeds": list, "params": dict, "configurations": dict,
     "baseline": (str, dict), "exclude": list, "metrics": list, "compare": list, "published": dict}
@@ -199,7 +210,19 @@ def _check_lists(path: Path, raw: dict[str, Any]) -> None:
     for pair in raw.get("compare", []):
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(m, str) for m in pair)):
             raise _fail(path, f"compare must list pairs of metric names like [a, b], got {pair!r}")
+    _check_metric_names(path, raw)
     _check_published(path, raw)
+
+
+def _check_metric_names(path: Path, raw: dict[str, Any]) -> None:
+    """Every metric ``metrics:`` and ``compare:`` name is one a run writes, else one line with the closest."""
+    named = [("metrics", m) for m in raw.get("metrics", [])] + [
+        ("compare", m) for pair in raw.get("compare", []) for m in pair]
+    for key, metric in named:
+        if metric not in KNOWN_METRICS:
+            close = suggest(metric, list(KNOWN_METRICS))
+            hint = close if close.startswith("did you mean") else "see KNOWN_METRICS in vae/studies/spec.py"
+            raise _fail(path, f"{key}: {metric!r} is not a metric any stage writes; {hint}")
 
 
 def _published(raw: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
