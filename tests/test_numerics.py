@@ -89,7 +89,7 @@ def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
     ({"threads": 0}, "params.yaml: threads = 0 is not an integer > 0 (the threads of every stage that computes); "
                      "fix it in params.yaml"),
     ({"precision": "bf16-mixed"}, "params.yaml: precision = 'bf16-mixed' multiplies on each CPU's own bfloat16 "
-                                  "units, whose bytes are per machine; set numerics: native; fix it in params.yaml"),
+                                  "units, whose bytes are per machine; set numerics: native"),
 ])
 def test_bad_numerics_are_refused_in_one_line(changes: dict[str, object], message: str) -> None:
     with pytest.raises(UserError) as info:

@@ -150,6 +150,7 @@ def test_combinations_that_mean_nothing_are_one_error_line(raw, changes, error):
     with pytest.raises(UserError) as info:
         validate(raw)
     assert str(info.value).startswith(f"params.yaml: {error}") and "\n" not in str(info.value), str(info.value)
+    assert "fix it" not in str(info.value)  # the line ends with its own fix, said once
 
 
 def test_the_iwae_papers_settings_are_valid(raw):

@@ -327,7 +327,7 @@ def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") 
 
     All three store the architecture (``config``) beside the weights (``model``).
     """
-    saved = load_torch(path, device)
+    saved = load_torch(path, device, keys=("config", "model"))
     model = VAE(**saved["config"]).to(device)
     model.load_state_dict(saved["model"])
     return model.eval()

@@ -146,7 +146,7 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
     ("hidden_layers", MODEL_DEFAULTS["hidden_layers"], lambda v: v["architecture"] == "mlp",
-     "applies to architecture: mlp only"),
+     f"applies to architecture: mlp only; leave it at {MODEL_DEFAULTS['hidden_layers']} or use architecture: mlp"),
     ("output_bias_init", "default", lambda v: v["architecture"] == "mlp",
      "train_mean sets the MLP decoder's per-pixel output bias; use it with architecture: mlp"),
     ("lr_schedule_epochs", IWAE_EPOCHS, lambda v: v["lr_schedule"] != "constant",
@@ -248,7 +248,7 @@ def validate(raw: Any, source: str = "params.yaml") -> Params:
         values[key] = value
     for key, default, holds, why in _ONLY_WITH:
         if values[key] != default and not holds(values):
-            raise UserError(f"{source}: {key} = {raw[key]!r} {why}; fix it in {source}")
+            raise UserError(f"{source}: {key} = {raw[key]!r} {why}")  # each why ends with its fix
     for problem in (rule(values) for rule in _RELATED):
         if problem:
             raise UserError(f"{source}: {problem}")

@@ -79,8 +79,8 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
     finished = False
     try:
         interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
-        params = stage_params()
         check_outputs(_outputs(name, args))  # a blocked output path fails before any work or deletion
+        params = stage_params()
         configure_torch(params.numerics, params.threads)  # stages/__init__.py pinned the rest before torch loaded
         main(args)
         finished = True
