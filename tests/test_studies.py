@@ -481,3 +481,19 @@ def test_the_figure_of_a_mapping_baseline_draws_each_pairs_difference(tmp_path: 
     assert [c.lines[0].get_xydata().tolist() for c in loss.containers] == [[[2.0, 0.0]], [[0.5, 1.0]]]
     assert [c.lines[0].get_xydata().ravel().tolist() for c in fd.containers] == [pytest.approx([0.5, 0.0]),
                                                                                   pytest.approx([-3.0, 1.0])]
+
+
+def test_a_likelihood_metric_of_another_likelihood_is_never_bold(tmp_path: Path) -> None:
+    """Bold means resolved, and the conclusions are the one list of what is: cb's loss interval excludes zero by
+    5000 nats, but on another likelihood's scale, so its cell is plain and its fd_samples (a common scale) bold."""
+    study, runs = variants_runs(VARIANTS, tmp_path)
+    text = summary(study, runs, {})
+    cb = next(line for line in text.splitlines() if line.startswith("| MNIST | cb | -5"))
+    loss, _, fd = cb.strip("| ").split(" | ")[2:5]
+    assert loss.startswith("-5100.00 [") and "**" not in loss
+    assert fd.startswith("**") and fd.endswith("**")
+    assert "Never bold: a likelihood metric of a model with another likelihood than its baseline's" in text
+    said = section(text)
+    assert "MNIST cb loss." in said.split("- Not compared")[1]  # what the table leaves plain, the words leave out
+    bold = re.findall(rf"\*\*({INTERVAL.pattern})\*\*", text.replace(said, ""))
+    assert bold and all(f"({cell})" in said for cell in bold)  # each bold interval: one the conclusions resolve

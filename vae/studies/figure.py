@@ -37,7 +37,7 @@ def _forest(study: Study, findings: list[Finding]) -> Figure:
                     va="center", fontsize=7, color="0.4")
         elif iv.exists:
             ax.errorbar(iv.d, y, xerr=[[iv.d - iv.lo], [iv.hi - iv.d]], fmt="o", ms=4, capsize=3,
-                        color="C0" if iv.resolved else "0.6")
+                        color="C0" if f.resolved else "0.6")
         else:
             ax.plot(iv.d, y, "D", ms=4, color="0.2")
     for ax in axes.flat:

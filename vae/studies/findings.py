@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from vae.studies.spec import Study
-from vae.studies.statistics import Interval, decimals, mean_interval, paired_interval, welch_interval
+from vae.studies.statistics import MARK, Interval, decimals, mean_interval, paired_interval, welch_interval
 
 # Metrics whose scale is set by the likelihood: a model of another likelihood scores another quantity
 # (docs/metrics.md), so its difference to its baseline's is on no common scale.
@@ -50,6 +50,17 @@ class Finding:
     def label(self) -> str:
         """The configuration, or ``configuration − its baseline`` where it has a baseline of its own."""
         return f"{self.configuration} − {self.versus}" if self.versus else self.configuration
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the report calls this difference resolved: its interval excludes zero and it is on a common
+        scale (a likelihood metric of another likelihood is never resolved). The tables' bold, the conclusions'
+        list and the figure's colour all ask this, so they cannot disagree."""
+        return self.comparable and self.interval.resolved
+
+    def cell(self) -> str:
+        """The interval's text for a table, bold where the difference is ``resolved``."""
+        return f"{MARK}{self.interval.text()}{MARK}" if self.resolved else self.interval.text()
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,11 @@ def summary(study: Study, runs: pd.DataFrame, states: dict[str, str]) -> str:
     found = differences(study, grouped, metrics, places)
     if found:
         no_spread = any(f.interval.kind == IntervalKind.NO_SPREAD for f in found)
+        apart = any(not f.comparable for f in found)
         lines += [f"## Difference to {baseline_phrase(study)}, 95% Welch interval", "",
                   "Bold: the interval excludes zero. "
+                  + ("Never bold: a likelihood metric of a model with another likelihood than its baseline's, on "
+                     "another scale, so not compared. " if apart else "")
                   + ("No spread: every run of both gave the same value, so there is no interval. " if no_spread else "")
                   + "Every other difference is within the run-to-run noise of these seeds: the data cannot tell it "
                   "from zero.", "", *interval_table(found)]

@@ -13,11 +13,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def interval_table(findings: list[Finding]) -> list[str]:
     """One row per configuration (``configuration − baseline`` where each has its own), one column per metric or
-    pair: the intervals' cells."""
+    pair: the findings' cells (bold only where resolved)."""
     grouped = by_group(findings)
     return markdown_table(["dataset", "configuration − baseline" if findings[0].versus else "configuration",
                            *(f.what.label for f in grouped[0][2])],
-                          [[d, c, *(f.interval.cell() for f in fs)] for d, c, fs in grouped])
+                          [[d, c, *(f.cell() for f in fs)] for d, c, fs in grouped])
 
 
 def published_table(study: Study, rows: list[PublishedRow]) -> list[str]:
