@@ -497,3 +497,30 @@ def test_a_likelihood_metric_of_another_likelihood_is_never_bold(tmp_path: Path)
     assert "MNIST cb loss." in said.split("- Not compared")[1]  # what the table leaves plain, the words leave out
     bold = re.findall(rf"\*\*({INTERVAL.pattern})\*\*", text.replace(said, ""))
     assert bold and all(f"({cell})" in said for cell in bold)  # each bold interval: one the conclusions resolve
+
+
+def test_a_run_made_under_two_protocols_shows_both_rows_named_by_the_params_that_differ(tmp_path: Path) -> None:
+    """One experiment name, two rows in the CSV (made again with more epochs at a larger batch): the report shows
+    each protocol as its own row, labelled by what differs, and computes no spread over one run."""
+    from vae.studies.report import write_report
+
+    study = load_study("bad", write_study(tmp_path, "datasets: [MNIST]\nseeds: [42]\nconfigurations:\n  vae: {}\n"
+                                                    "metrics: [loss]\npublished:\n  source: A paper\n  MNIST:\n"
+                                                    "    vae: {loss: 86.0}\n"), REPO / "params.yaml")
+    results = tmp_path / "results"
+    results.mkdir()
+    pd.DataFrame([row("bad-mnist-vae-s42", c, loss, "vae", 42, likelihood="binarized", num_epochs=epochs,
+                      batch_size=batch, epoch=epochs)
+                  for c, loss, epochs, batch in (("c1", 88.0, 850, 50), ("c2", 87.5, 1600, 100))]
+                 ).to_csv(results / "bad.csv", index=False)
+    runs = write_report(study, [], results)
+    assert len(runs) == 2
+    text = (results / "bad.md").read_text()
+    assert "**1 run** of 1 planned (2 rows: a run made under more than one protocol" in text
+    assert "## The value of each configuration's one run\n" in text and "standard deviation" not in text
+    assert "| MNIST | vae (num_epochs 850, batch_size 50) | 1 | 88.00 |" in text  # epoch is a metric, not a param
+    assert "| MNIST | vae (num_epochs 1600, batch_size 100) | 1 | 87.50 |" in text
+    assert "| MNIST | vae (num_epochs 1600, batch_size 100) | loss | 1 | 87.50 | 86 | +1.50 |" in text
+    assert "±" not in text
+    # the queue's view is unchanged: one row per run, the newest
+    assert latest(pd.read_csv(results / "bad.csv"))["num_epochs"].tolist() == [1600]

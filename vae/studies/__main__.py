@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             write_params("params.yaml", runs[args.run].overrides | _threads(args.threads))
         elif args.action == "report":
             runs = write_report(study, experiments(all_commits=True))
-            log.info("%d of %d runs in %s/%s.md (%.1f s)", len(runs), len(study.runs()), RESULTS_DIR, study.name,
-                     time.perf_counter() - start)
+            log.info("%d of %d runs (%d rows) in %s/%s.md (%.1f s)", runs["experiment"].nunique() if len(runs) else 0,
+                     len(study.runs()), len(runs), RESULTS_DIR, study.name, time.perf_counter() - start)
         else:
             submit(study, SlurmOptions(args.partition, args.cpus, args.mem, args.time, args.workdir, args.remote,
                                        args.cache, args.sbatch_args, bool(args.requeue)), select(study, args.runs))

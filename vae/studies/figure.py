@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vae.studies.findings import Finding, baseline_phrase, differences, groups
+from vae.studies.findings import Finding, baseline_phrase, differences, groups, spread_title
 from vae.studies.spec import Study
 from vae.studies.statistics import decimals
 
@@ -55,18 +55,17 @@ def _forest(study: Study, findings: list[Finding]) -> Figure:
 def _means(study: Study, runs: pd.DataFrame, metrics: list[str]) -> Figure:
     """Each configuration's mean with its standard deviation, and the published values (crosses)."""
     grouped = groups(runs, study)
-    datasets, labels = list(dict.fromkeys(d for d, _, _ in grouped)), list(dict.fromkeys(c for _, c, _ in grouped))
+    datasets, labels = list(dict.fromkeys(g.dataset for g in grouped)), list(dict.fromkeys(g.label for g in grouped))
     fig, axes = _panels(datasets, metrics, labels)
-    for d, c, p in grouped:
-        for ax, metric in zip(axes[datasets.index(d)], metrics):
-            y = labels.index(c)
+    for g in grouped:
+        p = g.runs
+        for ax, metric in zip(axes[datasets.index(g.dataset)], metrics):
+            y = labels.index(g.label)
             ax.errorbar(p[metric].mean(), y, xerr=p[metric].std(ddof=1) if len(p) > 1 else None, fmt="o", ms=4,
                         capsize=3, color="C0")
-            if (theirs := study.published.get(d, {}).get(c, {}).get(metric)) is not None:
+            if (theirs := study.published.get(g.dataset, {}).get(g.configuration, {}).get(metric)) is not None:
                 ax.plot(theirs, y, "x", ms=7, color="C3")
-    several = runs.duplicated(["dataset", "configuration"]).any()
-    fig.suptitle(("Mean ± standard deviation over seeds" if several else "The value of each configuration's one run")
-                 + ("; cross: the published value" if study.published else ""), fontsize=9)
+    fig.suptitle(spread_title(grouped) + ("; cross: the published value" if study.published else ""), fontsize=9)
     return fig
 
 

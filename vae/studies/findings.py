@@ -7,10 +7,12 @@ tables, the conclusions and the figure print these; nothing is parsed back from 
 """
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
-from vae.studies.spec import Study
+from vae.studies.record import param_columns
+from vae.studies.spec import Study, format_value
 from vae.studies.statistics import MARK, Interval, decimals, mean_interval, paired_interval, welch_interval
 
 # Metrics whose scale is set by the likelihood: a model of another likelihood scores another quantity
@@ -18,7 +20,25 @@ from vae.studies.statistics import MARK, Interval, decimals, mean_interval, pair
 LIKELIHOOD_METRICS = frozenset({"loss", "recon", "train_loss", "train_recon", "val_loss", "val_recon",
                                 "iwae_log_likelihood_bound", "binarized_test_nll"})
 
-Groups = list[tuple[str, str, pd.DataFrame]]
+
+
+class Group(NamedTuple):
+    """One row of the report's tables: a configuration's runs on a dataset under one protocol. ``protocol``
+    names the params that tell these runs from the configuration's runs under another protocol
+    (``batch_size 50, num_epochs 850``); it is empty where the configuration ran with one set of params."""
+
+    dataset: str
+    configuration: str
+    runs: pd.DataFrame
+    protocol: str = ""
+
+    @property
+    def label(self) -> str:
+        """How the report names the row: the configuration, with its protocol where it has more than one."""
+        return f"{self.configuration} ({self.protocol})" if self.protocol else self.configuration
+
+
+Groups = list[Group]
 
 
 @dataclass(frozen=True)
@@ -86,11 +106,38 @@ class PublishedRow:
         return "yes" if self.interval.lo <= self.target <= self.interval.hi else "no"
 
 
+def _value(value: object) -> str:
+    """A param's value as the study files write it (``850``, ``0.5``, ``binarized``); numpy's scalars as Python's."""
+    return format_value(value.item() if hasattr(value, "item") else value)
+
+
+def _protocols(dataset: str, configuration: str, part: pd.DataFrame) -> Groups:
+    """``part``'s runs split by the set of params they ran with, in the order they were recorded; each group
+    named by the params that differ between them (none where there is one set)."""
+    columns = param_columns(part)
+    split = [p for _, p in part.groupby(columns, dropna=False, sort=False)] if columns else [part]
+    if len(split) == 1:
+        return [Group(dataset, configuration, part)]
+    differ = [c for c in columns if part[c].nunique(dropna=False) > 1]
+    return [Group(dataset, configuration, p, ", ".join(f"{c} {_value(p[c].iloc[0])}" for c in differ))
+            for p in split]
+
+
 def groups(runs: pd.DataFrame, study: Study) -> Groups:
-    """(dataset, configuration, its runs) in the study file's order, then any other configuration."""
+    """Each configuration's runs per dataset and protocol, in the study file's order, then any other configuration."""
     order = list(study.configurations) + sorted(set(runs["configuration"]) - set(study.configurations))
-    return [(dataset, config, part) for dataset in study.datasets for config in order
-            if len(part := runs[(runs["dataset"] == dataset) & (runs["configuration"] == config)])]
+    return [group for dataset in study.datasets for config in order
+            if len(part := runs[(runs["dataset"] == dataset) & (runs["configuration"] == config)])
+            for group in _protocols(dataset, config, part)]
+
+
+def spread_title(grouped: Groups) -> str:
+    """What the means' table and figure show: a mean ± standard deviation over seeds, or where a row has one
+    run its value alone (no spread is computed over one run)."""
+    ones = [len(g.runs) == 1 for g in grouped]
+    if all(ones):
+        return "The value of each configuration's one run"
+    return "Mean ± standard deviation over seeds" + ("; one run: its value alone" if any(ones) else "")
 
 
 def by_group(findings: list[Finding]) -> list[tuple[str, str, list[Finding]]]:
@@ -110,24 +157,37 @@ def _likelihood(part: pd.DataFrame) -> frozenset[str]:
     return frozenset(part["likelihood"].astype(str)) if "likelihood" in part.columns else frozenset()
 
 
-def _against(study: Study, grouped: Groups) -> dict[tuple[str, str], tuple[str, pd.DataFrame]]:
-    """(dataset, configuration) -> its baseline and the baseline's runs on that dataset, for each configuration
-    whose baseline has runs there."""
-    runs = {(d, c): p for d, c, p in grouped}
-    return {(d, c): (b, runs[d, b]) for d, c, _ in grouped if (b := study.baseline_of(c)) and (d, b) in runs}
+def _shared(study: Study, group: Group) -> tuple[str, ...]:
+    """The group's values of the params no configuration sets: the protocol a configuration and its baseline
+    must share for their difference to be one of the configurations alone."""
+    varied = set(study.varied())
+    return tuple(_value(v) for c, v in group.runs.iloc[0].items() if c in param_columns(group.runs) and c not in varied)
+
+
+def _against(study: Study, grouped: Groups) -> dict[tuple[str, str], Group]:
+    """(dataset, row label) -> its baseline's runs on that dataset: the baseline's one group there, or where the
+    baseline ran under several protocols the one that shares the row's (none shares it: no difference)."""
+    found = {}
+    for g in grouped:
+        b = study.baseline_of(g.configuration)
+        bases = [base for base in grouped if b and (base.dataset, base.configuration) == (g.dataset, b)]
+        same = bases if len(bases) == 1 else [base for base in bases if _shared(study, base) == _shared(study, g)]
+        if same:
+            found[g.dataset, g.label] = same[0]
+    return found
 
 
 def differences(study: Study, grouped: Groups, metrics: list[str], places: dict[str, int]) -> list[Finding]:
     """Each configuration's difference to its baseline per metric, with its Welch interval; none without one."""
     against, own = _against(study, grouped), isinstance(study.baseline, dict)
     findings = []
-    for d, c, p in grouped:
-        if (d, c) not in against:
+    for g in grouped:
+        if (base := against.get((g.dataset, g.label))) is None:
             continue
-        b, base = against[d, c]
-        findings += [Finding(d, c, Comparison(m), Interval(*welch_interval(p[m].to_numpy(), base[m].to_numpy()),
-                                                           places[m]),
-                             m not in LIKELIHOOD_METRICS or _likelihood(p) == _likelihood(base), b if own else "")
+        p, b = g.runs, base.runs
+        findings += [Finding(g.dataset, g.label, Comparison(m),
+                             Interval(*welch_interval(p[m].to_numpy(), b[m].to_numpy()), places[m]),
+                             m not in LIKELIHOOD_METRICS or _likelihood(p) == _likelihood(b), base.label if own else "")
                      for m in metrics]
     return findings
 
@@ -135,9 +195,9 @@ def differences(study: Study, grouped: Groups, metrics: list[str], places: dict[
 def paired(study: Study, runs: pd.DataFrame, grouped: Groups) -> list[Finding]:
     """Each configuration's paired difference of every ``compare`` pair its runs have."""
     pairs = [(a, b) for a, b in study.compare if a in runs.columns and b in runs.columns]
-    return [Finding(d, c, Comparison(a, b), Interval(*paired_interval(p[a].to_numpy(), p[b].to_numpy()),
-                                                     decimals(runs[b])))
-            for d, c, p in grouped for a, b in pairs]
+    return [Finding(g.dataset, g.label, Comparison(a, b),
+                    Interval(*paired_interval(g.runs[a].to_numpy(), g.runs[b].to_numpy()), decimals(runs[b])))
+            for g in grouped for a, b in pairs]
 
 
 def published(study: Study, grouped: Groups, places: dict[str, int]) -> list[PublishedRow]:
@@ -145,17 +205,17 @@ def published(study: Study, grouped: Groups, places: dict[str, int]) -> list[Pub
     a baseline's own values, or where the paper gives no value of the configuration's baseline)."""
     against = _against(study, grouped)
     rows = []
-    for d, c, p in grouped:
-        paper, (b, base) = study.published.get(d, {}), against.get((d, c), ("", None))
-        for metric, theirs in paper.get(c, {}).items():
+    for g in grouped:
+        paper, base = study.published.get(g.dataset, {}), against.get((g.dataset, g.label))
+        for metric, theirs in paper.get(g.configuration, {}).items():
             if metric not in places:
                 continue
-            ours, row = p[metric].to_numpy(), (d, c, metric, p[metric], theirs, places[metric])
+            ours, row = g.runs[metric].to_numpy(), (g.dataset, g.label, metric, g.runs[metric], theirs, places[metric])
             if study.baseline is None:
                 rows.append(PublishedRow(*row, Interval(*mean_interval(ours, theirs), places[metric], signed=True)))
-            elif base is not None and (paper_base := paper.get(b, {}).get(metric)) is not None:
-                rows.append(PublishedRow(*row, Interval(*welch_interval(ours, base[metric].to_numpy()), places[metric]),
-                                         theirs - paper_base, b))
+            elif base is not None and (paper_base := paper.get(base.configuration, {}).get(metric)) is not None:
+                rows.append(PublishedRow(*row, Interval(*welch_interval(ours, base.runs[metric].to_numpy()),
+                                                        places[metric]), theirs - paper_base, base.label))
             else:
                 rows.append(PublishedRow(*row))
     return rows

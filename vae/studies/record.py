@@ -3,7 +3,8 @@
 Each row holds the run's settings, where it ran (CPU, threads, torch) and every metric.
 ``make report`` adds the rows of the experiments it finds and keeps every earlier row, so a
 study can be run in parts, on several days or machines; the summary is made from the latest
-row of each run.
+row of each run under each protocol (a run made again with other params, say more epochs, is a
+second protocol: both stay in the summary, each its own row).
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from vae.studies.experiments import Experiment, code_version, environment
-from vae.studies.spec import Study
+from vae.studies.spec import KNOWN_METRICS, Study
 
 RUN_COLUMNS = ("experiment", "configuration", "dataset", "seed")
 PROVENANCE_COLUMNS = ("commit", "code", "cpu", "threads", "torch")
@@ -58,6 +59,17 @@ def read_record(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"commit": str, "code": str}) if path.exists() else pd.DataFrame()
 
 
-def latest(record: pd.DataFrame) -> pd.DataFrame:
-    """The last row of each run (rows are in the order they were recorded: commits oldest first)."""
-    return record.drop_duplicates("experiment", keep="last") if len(record) else record
+def param_columns(record: pd.DataFrame) -> list[str]:
+    """The columns of the params a run ran with: every column but its name, where it ran and its metrics
+    (``iwae_k``, a param evaluate also writes as a metric, counts as a metric: its value is the same)."""
+    other = {*RUN_COLUMNS, *PROVENANCE_COLUMNS, *KNOWN_METRICS}
+    return [column for column in record.columns if column not in other]
+
+
+def latest(record: pd.DataFrame, protocols: bool = False) -> pd.DataFrame:
+    """The last row of each run (rows are in the order they were recorded: commits oldest first); with
+    ``protocols``, the last row of each run under each set of params it ran with, so the report shows every
+    protocol rather than silently the newest one."""
+    if not len(record):
+        return record
+    return record.drop_duplicates(["experiment", *(param_columns(record) if protocols else [])], keep="last")

@@ -20,10 +20,11 @@ RESULTS_DIR = Path("docs/results")
 
 
 def write_report(study: Study, found: list[Experiment], results_dir: Path = RESULTS_DIR) -> pd.DataFrame:
-    """Add ``found``'s finished runs to the study's CSV and rewrite its Markdown and PNG; return the latest rows."""
+    """Add ``found``'s finished runs to the study's CSV and rewrite its Markdown and PNG; return the latest rows
+    (of each run under each protocol)."""
     csv = results_dir / f"{study.name}.csv"
     record = merge(read_record(csv), rows_from_experiments(study, found))
-    runs = latest(record)
+    runs = latest(record, protocols=True)
     states = {exp.name: exp.state for exp in found if exp.state != "success"}
     if len(record):
         write_csv(csv, record)
