@@ -160,8 +160,8 @@ def _likelihood(part: pd.DataFrame) -> frozenset[str]:
 def _shared(study: Study, group: Group) -> tuple[str, ...]:
     """The group's values of the params no configuration sets: the protocol a configuration and its baseline
     must share for their difference to be one of the configurations alone."""
-    varied = set(study.varied())
-    return tuple(_value(v) for c, v in group.runs.iloc[0].items() if c in param_columns(group.runs) and c not in varied)
+    shared = [c for c in param_columns(group.runs) if c not in study.varied()]
+    return tuple(_value(v) for v in group.runs[shared].iloc[0])
 
 
 def _against(study: Study, grouped: Groups) -> dict[tuple[str, str], Group]:
