@@ -123,7 +123,7 @@ PROVENANCE = re.compile(r"<!-- output: (?:commit [0-9a-f]{7,40}, [^,;]+, \d+ thr
                         r"|not regenerable, last edited in commit [0-9a-f]{7,40}, \d{4}-\d{2}-\d{2})(?:; [^>]+)? -->")
 # Pages whose output blocks are not this check's to mend yet: each must fail the check (strict xfail), so that
 # the entry goes once the page has its provenance lines.
-PROVENANCE_PENDING = {"docs/reliability.md": "its two transcripts carry no provenance line yet"}
+PROVENANCE_PENDING: dict[str, str] = {}  # page -> why its output blocks lack provenance (each must fail the check)
 
 
 def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
