@@ -305,8 +305,8 @@ def test_a_failed_stage_says_how_to_get_the_outputs_dvc_deleted_back(project: Pa
         output = run(repo, "dvc", "repro", "split", fails=True)
     finally:
         (repo / "params.yaml").write_text(params)
-    assert ("error: train_subset = 60000 but the training split has 54000 images; set it to at most 54000, or 0 "
-            "for all, in params.yaml; DVC removed its last outputs before it ran, to get them back: "
+    assert ("error: params.yaml: train_subset = 60000 but the training split has 54000 images; set it to at most "
+            "54000, or 0 for all; DVC removed its last outputs before it ran, to get them back: "
             "`dvc checkout split`") in output
     run(repo, "dvc", "checkout", "split")
     assert {p: p.read_bytes() for p in (repo / "data/processed").iterdir()} == before

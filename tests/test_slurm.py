@@ -158,8 +158,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(root, "git", "init", "-q", "--bare", "--initial-branch=main", str(root / "origin.git"))
     run(repo, "git", "init", "-q")
     run(repo, "dvc", "remote", "add", "-d", "store", str(root / "dvc-store"))
-    # the data and the classifier every run shares, made once and pushed: each task `dvc pull`s them
-    write_params(repo / "params.yaml", load_study("smoke", repo / "studies", repo / "params.yaml").params)
+    # the data and the classifier every run shares, made once and pushed: each task `dvc pull`s them. At
+    # one thread, as the tasks (SLURM_CPUS=1) run: the thread count is part of the classifier's DVC key.
+    write_params(repo / "params.yaml", load_study("smoke", repo / "studies", repo / "params.yaml").params
+                 | {"threads": 1})
     run(repo, "dvc", "repro", "classifier")
     run(repo, "dvc", "push")
     run(repo, "git", "add", "-A")
@@ -219,8 +221,7 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     run(reference, "dvc", "pull", "--with-deps", "classifier")  # the shared data and classifier; it trains here
     study_run = next(r for r in load_study("smoke", reference / "studies", reference / "params.yaml").runs()
                      if r.name == KILLED)
-    run(reference, "dvc", "exp", "run", "-n", "uninterrupted", *study_run.set_params(), "evaluate",
-        env={"OMP_NUM_THREADS": "1"})
+    run(reference, "dvc", "exp", "run", "-n", "uninterrupted", *study_run.set_params(), "evaluate")
     assert (reference / "models/model.pt").read_bytes() == resumed
 
     again = make(project, "slurm", *settings, env=cluster)
