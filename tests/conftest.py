@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vae.numerics import pin
 
-pin("portable")  # before numpy and torch load: in-process tests compute as the default stages do
+pin("portable")  # before numpy and torch load: in-process tests use the default stages' library code paths
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -35,7 +35,7 @@ def reruns(dvc_yaml: Path = REPO / "dvc.yaml") -> dict[str, list[str]]:
 
 def markdown(dvc_yaml: Path = REPO / "dvc.yaml") -> str:
     rows = [f"| `{module}` | {', '.join(stages)} |" for module, stages in reruns(dvc_yaml).items()]
-    header = "| you edit | `dvc repro` reruns (the stages that list it, then those that read their outputs) |"
+    header = "| you edit | `dvc repro` can rerun (the stages that list it, then those that read their outputs) |"
     return "\n".join([BEGIN, header, "|---|---|", *rows, END])
 
 

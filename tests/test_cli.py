@@ -6,6 +6,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from vae.runtime import machine
 
@@ -48,6 +49,7 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     if dvc_stage:
         monkeypatch.setenv("DVC_STAGE", dvc_stage)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    torch_settings = torch.get_num_threads(), torch.backends.mkldnn.enabled  # run_stage sets both from params
     try:
         run_stage(name, main, *paths)
         code = 0
@@ -56,6 +58,8 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     finally:
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
+        torch.set_num_threads(torch_settings[0])
+        torch.backends.mkldnn.enabled = torch_settings[1]
     return code, capsys.readouterr().err
 
 

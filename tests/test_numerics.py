@@ -7,6 +7,7 @@ machine"). tests/conftest.py pins portable mode before torch loads, as ``stages/
 
 import hashlib
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tests.test_train_stage import digests, make_workdir, train
 from vae import numerics
 from vae.errors import UserError
 from vae.params import Params, validate
-from vae.runtime.dvc_yaml import read_stage
+from vae.runtime.dvc_yaml import read_stage, stage_names
 from vae.runtime.machine import environment
 from vae.training import TrainingSettings, TrainState, fit
 
@@ -49,16 +50,20 @@ def train_golden_model() -> str:
     # products of uniforms: exact IEEE arithmetic, so the data are the same bytes on every CPU
     x = torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
     settings = TrainingSettings(num_epochs=1, batch_size=params.batch_size, lr=params.lr, seed=params.seed)
-    threads = torch.get_num_threads()
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     numerics.configure_torch("portable", 1)
     try:
         state = TrainState.new(params.model_config(), settings, torch.device("cpu"))
         fit(state, x, x[:500], settings, progress=False)
     finally:
-        numerics.configure_torch("native", threads)
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = onednn
     return weights_md5(state.model)
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64")
+                    or f"torch=={torch.__version__.split('+')[0]}" not in (REPO / "requirements.txt").read_text(),
+                    reason="the golden bytes are those of requirements.txt's torch on an x86-64 CPU")
 def test_portable_mode_trains_the_golden_bytes() -> None:
     """The same weights on every x86-64 CPU with AVX2. If this fails on yours, compare
     `python -c "import vae.numerics as n; import torch; print(n.report('portable'))"` with the
@@ -72,10 +77,24 @@ def test_portable_mode_trains_the_golden_bytes() -> None:
 def test_pin_sets_the_libraries_paths_and_refuses_to_come_too_late(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in numerics.PORTABLE_ENVIRONMENT.items():
         assert os.environ[key] == value  # conftest pinned portable before torch loaded
+    numerics.pin("portable")  # already in force: nothing to change, so not too late
+    with pytest.raises(RuntimeError, match="numerics: native must be pinned before torch is imported"):
+        numerics.pin("native")
     monkeypatch.setenv("MKL_CBWR", "AUTO")
-    with pytest.raises(RuntimeError, match="before torch is imported"):
+    with pytest.raises(RuntimeError, match="numerics: portable must be pinned before torch is imported"):
         numerics.pin("portable")
-    numerics.pin("native")  # changes nothing, so never too late
+
+
+def test_native_removes_the_portable_pins_a_parent_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native stage started from a portable process (a test run, a pinned shell) must not inherit
+    the portable code paths; a variable the user set to another value is theirs and stays."""
+    monkeypatch.setattr(numerics, "_LIBRARIES", ())  # as in a fresh process, before torch loads
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")
+    numerics.pin("native")
+    assert os.environ["MKL_CBWR"] == "AUTO,STRICT"
+    assert not set(numerics.PORTABLE_ENVIRONMENT) - {"MKL_CBWR"} & set(os.environ)
+    numerics.pin("portable")
+    assert all(os.environ[key] == value for key, value in numerics.PORTABLE_ENVIRONMENT.items())
 
 
 def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
@@ -102,8 +121,9 @@ def test_bf16_runs_in_native_mode() -> None:
 
 
 def test_every_stage_that_computes_is_keyed_on_numerics_and_threads() -> None:
-    for stage in ("train", "classifier", "latent-density", "evaluate", "sample", "embed-latents"):
-        assert {"numerics", "threads"} <= set(read_stage(stage, REPO / "dvc.yaml").params), stage
+    for stage in stage_names(REPO / "dvc.yaml"):
+        if stage != "check-params":  # it reads all of params.yaml, its dep
+            assert {"numerics", "threads"} <= set(read_stage(stage, REPO / "dvc.yaml").params), stage
 
 
 def run_stage(workdir: Path, stage: str) -> None:
@@ -113,7 +133,7 @@ def run_stage(workdir: Path, stage: str) -> None:
 
 
 @pytest.mark.e2e
-def test_train_and_classifier_bytes_at_one_and_two_threads(tmp_path: Path) -> None:
+def test_the_train_stages_weights_at_one_and_two_threads_and_the_classifier_runs_at_both(tmp_path: Path) -> None:
     """The VAE's weights do not depend on the thread count at 1 and 2 threads. Its reported losses'
     last digits may (PyTorch splits long sums across its threads), and so may the classifier's
     convolutions, which is why `threads` is a param of every stage that computes: DVC and its

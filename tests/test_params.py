@@ -247,10 +247,12 @@ def test_auto_picks_cuda_when_there_is_one(monkeypatch):
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"train_subset": 3, "latent_density_components": 3},
-     "train_subset = 3 leaves fewer training images than the 5 neighbours of evaluate's kNN probe; raise it to "
-     "at least 5 (0: all)"),
+     "train_subset = 3 leaves fewer training images than the 5 neighbours of evaluate's kNN probe; raise "
+     "train_subset to at least 5 (0: all)"),
     ({"train_subset": 8}, "latent_density_components = 10 is more than the 8 training images the mixture is fit "
-                          "to; lower it, or raise train_subset"),
+                          "to; lower it, or raise train_subset to at least 10 (0: all)"),
+    ({"val_fraction": 0.99995}, "val_fraction = 0.99995 leaves fewer training images than the 5 neighbours of "
+                                "evaluate's kNN probe; lower val_fraction"),
     ({"train_subset": 54_001}, "train_subset = 54001 but the training split has 54000 images; set it to at most "
                                "54000, or 0 for all"),
     ({"val_fraction": 1e-5}, "val_fraction = 1e-05 holds out no image of the 60,000; raise it to at least 1.7e-05"),

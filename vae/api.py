@@ -71,7 +71,8 @@ def _read(path: str, rev: str | None, repo: str | None, mode: str = "rb") -> Any
                        "git nor as a DVC output); pass path= a file it holds") from None
     except DvcException as err:  # no remote, a failed clone, ...: DVC's first line says which
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise NotFound(f"cannot read {path} from {_where(rev, repo)}: {first}; check repo= and rev=") from None
+        where = _where(rev, repo) if rev or repo else "this repository"
+        raise NotFound(f"cannot read {path} from {where}: {first}; check repo= and rev=") from None
 
 
 def _default_path(name: str, rev: str | None, repo: str | None) -> str:
@@ -80,7 +81,11 @@ def _default_path(name: str, rev: str | None, repo: str | None) -> str:
         raise NotFound(f"no dvc.yaml in {Path.cwd()}, so no default {name.replace('_', ' ')} file; pass path= the "
                        "file to load, or repo= the folder or URL of this pipeline's repository")
     text = None if rev is None and repo is None else _read("dvc.yaml", rev, repo, mode="r")
-    return named_paths(text=text)[name]
+    paths = named_paths(text=text)
+    if name not in paths:  # a revision from before that file existed
+        where = _where(rev, repo) if rev or repo else "this repository"
+        raise NotFound(f"the dvc.yaml of {where} names no {name.replace('_', ' ')} file; pass path=")
+    return paths[name]
 
 
 def _from_file(load: Callable[[Any], T], path: str, rev: str | None, repo: str | None, source: Any) -> T:

@@ -265,6 +265,8 @@ def load_npz(path: str | Path, arrays: dict[str, ArraySpec] | None = None,
     except (zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DamagedFile(path, f"is truncated or damaged, not a readable .npz archive ({_first_line(err)})",
                           stage) from None
+    if not all(isinstance(value, np.ndarray) for value in loaded.values()):  # a zip of other files
+        raise DamagedFile(path, "is a zip archive but not an .npz of arrays", stage)
     problem = _array_problem(loaded, arrays or {})
     if problem:
         raise DamagedFile(path, problem, stage)

@@ -46,15 +46,20 @@ def pin(mode: str) -> None:
     """Set the environment that chooses the numerical libraries' code paths for ``mode``.
 
     Call it before torch, numpy or scipy is imported: they read these variables when they load.
-    ``native`` changes nothing (each library picks its fastest path for this CPU).
+    ``native`` removes the portable pins a parent process may have passed on (a test run, a
+    shell that pinned), so each library picks its fastest path for this CPU. Pinning too late is
+    a programming error (a RuntimeError), not a user's.
     """
-    if mode != "portable":
-        return
+    wanted = dict(PORTABLE_ENVIRONMENT) if mode == "portable" else {}
+    current = {key: os.environ[key] for key in PORTABLE_ENVIRONMENT
+               if os.environ.get(key) == PORTABLE_ENVIRONMENT[key]}
     loaded = [name for name in _LIBRARIES if name in sys.modules]
-    if loaded and any(os.environ.get(key) != value for key, value in PORTABLE_ENVIRONMENT.items()):
-        raise RuntimeError(f"numerics: portable must be pinned before {loaded[0]} is imported; call "
-                           "vae.numerics.pin('portable') first (or set its variables in the environment)")
-    os.environ.update(PORTABLE_ENVIRONMENT)
+    if loaded and current != wanted:
+        raise RuntimeError(f"numerics: {mode} must be pinned before {loaded[0]} is imported; call "
+                           f"vae.numerics.pin({mode!r}) first (or set its variables in the environment)")
+    for key in current:
+        del os.environ[key]
+    os.environ.update(wanted)
 
 
 def pin_from_params(path: str | Path = "params.yaml") -> None:

@@ -187,12 +187,19 @@ def _subset_too_large(values: dict[str, Any]) -> str:
 
 def _too_few_training_images(values: dict[str, Any]) -> str:
     images = _split_sizes(values)[1]
+    subset = values["train_subset"]
+    cause = f"train_subset = {subset}" if subset else f"val_fraction = {values['val_fraction']:g}"
+
+    def fix(at_least: int) -> str:
+        return f"raise train_subset to at least {at_least} (0: all)" if subset else "lower val_fraction"
+
     if images < KNN_NEIGHBORS:
-        return (f"train_subset = {values['train_subset']} leaves fewer training images than the "
-                f"{KNN_NEIGHBORS} neighbours of evaluate's kNN probe; raise it to at least {KNN_NEIGHBORS} (0: all)")
-    if images < values["latent_density_components"]:
-        return (f"latent_density_components = {values['latent_density_components']} is more than the "
-                f"{images} training images the mixture is fit to; lower it, or raise train_subset")
+        return (f"{cause} leaves fewer training images than the {KNN_NEIGHBORS} neighbours of evaluate's kNN "
+                f"probe; {fix(KNN_NEIGHBORS)}")
+    components = values["latent_density_components"]
+    if images < components:
+        return (f"latent_density_components = {components} is more than the {images} training images the "
+                f"mixture is fit to; lower it, or {fix(components)}")
     return ""
 
 

@@ -9,6 +9,8 @@ import torch
 
 from vae.numerics import report as numerics_report
 
+PORTABLE_CPU = "any x86-64 with AVX2 (numerics: portable)"
+
 
 def peak_memory_mib() -> float | None:
     """This process's peak resident memory, or None where the OS does not say (Windows)."""
@@ -35,10 +37,16 @@ def environment(device: torch.device, numerics: str) -> dict[str, Any]:
     """What a run's numbers depend on besides its params and code, and the code paths that ran.
 
     In ``numerics: portable`` a CPU run gives the same bytes on every x86-64 CPU with AVX2 for
-    the same params (``threads`` included) and torch version; in ``native``, and on a GPU, the
-    CPU or GPU model matters too (docs/results keeps these).
+    the same params (``threads`` included) and torch version, so the record names no CPU model
+    (it is a committed output: another teammate's CPU must not rewrite it); in ``native``, and on
+    a GPU, the CPU or GPU model matters too (docs/results keeps these).
     """
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif numerics == "portable" and platform.machine() in ("x86_64", "AMD64"):
+        name = PORTABLE_CPU
+    else:
+        name = cpu_model()
     return {"cpu": name, "device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
             **numerics_report(numerics)}
 
