@@ -43,8 +43,10 @@ class BadFile(UserError, ValueError):
     """A file the API read is damaged or is not what the pipeline writes; the message says how to restore it."""
 
 
-def _where(rev: str | None, repo: str | None) -> str:
-    """The revision and repository a file is read from, in words."""
+def _where(rev: str | None, repo: str | None, here: str = "this repository") -> str:
+    """Where a read looks, in words: ``here`` when neither ``rev`` nor ``repo`` is given."""
+    if rev is None and repo is None:
+        return here
     return f"revision {rev!r} of {repo or 'this repository'}" if rev is not None else f"the repository {repo}"
 
 
@@ -67,12 +69,11 @@ def _read(path: str, rev: str | None, repo: str | None, mode: str = "rb") -> Any
             here = repo or f"{Path.cwd()} (the current folder)"
             raise NotFound(f"{here} is not a DVC repository of this pipeline (no dvc.yaml); pass repo= the folder "
                            "or URL of one, or run from its root") from None
-        raise NotFound(f"{path} is not in {_where(rev, repo) if rev or repo else 'this repository'} (neither in "
+        raise NotFound(f"{path} is not in {_where(rev, repo)} (neither in "
                        "git nor as a DVC output); pass path= a file it holds") from None
     except DvcException as err:  # no remote, a failed clone, ...: DVC's first line says which
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        where = _where(rev, repo) if rev or repo else "this repository"
-        raise NotFound(f"cannot read {path} from {where}: {first}; check repo= and rev=") from None
+        raise NotFound(f"cannot read {path} from {_where(rev, repo)}: {first}; check repo= and rev=") from None
 
 
 def _default_path(name: str, rev: str | None, repo: str | None) -> str:
@@ -83,8 +84,7 @@ def _default_path(name: str, rev: str | None, repo: str | None) -> str:
     text = None if rev is None and repo is None else _read("dvc.yaml", rev, repo, mode="r")
     paths = named_paths(text=text)
     if name not in paths:  # a revision from before that file existed
-        where = _where(rev, repo) if rev or repo else "this repository"
-        raise NotFound(f"the dvc.yaml of {where} names no {name.replace('_', ' ')} file; pass path=")
+        raise NotFound(f"the dvc.yaml of {_where(rev, repo)} names no {name.replace('_', ' ')} file; pass path=")
     return paths[name]
 
 
@@ -129,7 +129,7 @@ def load_metrics(rev: str | None = None, repo: str | None = None) -> dict[str, A
         except NotFound:
             continue
         except json.JSONDecodeError as err:
-            raise BadFile(f"{path} in {_where(rev, repo) if rev or repo else 'the working tree'} is not JSON "
+            raise BadFile(f"{path} in {_where(rev, repo, here='the working tree')} is not JSON "
                           f"({err.msg}, line {err.lineno}); restore it with `git checkout -- {path}`") from None
     return metrics
 
