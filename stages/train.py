@@ -38,7 +38,9 @@ def main(args: argparse.Namespace) -> None:
     record = TrainingRecord(args.model, args.epochs, args.state, args.reconstructions, args.history, args.metrics,
                             params.save_every)
     output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
-    state = TrainState.new(params.model_config(), settings, device, output_bias=output_bias)
+    pseudo_inputs = train_x[:params.pseudo_inputs] if params.pseudo_inputs_init == "data" else None
+    state = TrainState.new(params.model_config(), settings, device, output_bias=output_bias,
+                           pseudo_inputs=pseudo_inputs)
     saved = record.resume(key, settings.num_epochs)
     if saved is not None:
         state.load_dict(saved)

@@ -127,7 +127,7 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
         batches = []
         for start in range(0, len(x), settings.batch_size):
             xb = x[order[start:start + settings.batch_size]]
-            if settings.uses_log_weights:
+            if settings.uses_log_weights(model):
                 step = batch_objective(model, xb, settings.objective, settings.train_samples, noise_gen)
                 objective, terms = step.minimized, [step.loss, step.recon, step.kl, step.minimized]
             else:
@@ -140,15 +140,18 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
         val = evaluate_elbo(model, val_x, settings.seed)
         history.append({"epoch": epoch, "train_loss": train[0], "train_recon": train[1], "train_kl": train[2],
                         **{f"val_{term}": value for term, value in val.items()},
-                        **({OBJECTIVE_COLUMN: train[3]} if settings.uses_log_weights else {})})
+                        **({OBJECTIVE_COLUMN: train[3]} if settings.uses_log_weights(model) else {})})
     return model, history
 
 
 def test_the_default_objective_trains_exactly_as_the_notebooks_step() -> None:
     """elbo with one sample takes the notebook's path (analytic KL): the same weights and losses, bit for bit."""
     settings = TrainingSettings(batch_size=16, num_epochs=2, seed=3)  # 70 images: a last batch of 6
-    assert not settings.uses_log_weights
-    assert TrainingSettings(train_samples=2).uses_log_weights and TrainingSettings(objective="iwae").uses_log_weights
+    notebook = VAE(**CONFIG)
+    assert not settings.uses_log_weights(notebook)
+    assert TrainingSettings(train_samples=2).uses_log_weights(notebook)
+    assert TrainingSettings(objective="iwae").uses_log_weights(notebook)
+    assert settings.uses_log_weights(VAE(**CONFIG, prior="vampprior", pseudo_inputs=3))
     x, val_x = (torch.rand(n, 784, generator=torch.Generator().manual_seed(n)).pow(3) for n in (70, 20))
     state = fit(TrainState.new(CONFIG, settings, CPU), x, val_x, settings, progress=False)
     model, history = reference_fit(x, val_x, settings)

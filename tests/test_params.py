@@ -1,6 +1,7 @@
 """params.yaml validation: every bad value is one line naming the key, the value and what is allowed."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,7 +160,33 @@ def test_the_iwae_papers_settings_are_valid(raw):
                output_bias_init="train_mean", iwae_k=5000)
     params = validate(raw)
     assert params.model_config() == {"hidden_dim": 200, "latent_dim": 50, "hidden_layers": 2, "activation": "tanh",
-                                     "architecture": "mlp", "likelihood": "binarized"}
+                                     "architecture": "mlp", "likelihood": "binarized", "prior": "standard",
+                                     "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
+
+
+def test_the_vampprior_papers_hvae_is_valid(raw):
+    """The VampPrior paper's two-layer model with gated layers and its prior, from params alone."""
+    raw.update(likelihood="binarized", hidden_dim=300, activation="gated", latent_dim=40, prior="vampprior",
+               stochastic_layers=2, lower_latent_dim=40, lr=5e-4, batch_size=100, kl_warmup_epochs=20)
+    assert validate(raw).model_config()["prior"] == "vampprior"
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"pseudo_inputs": 10}, "pseudo_inputs = 10 counts the VampPrior's components; set prior: vampprior"),
+    ({"pseudo_inputs_init": "data"}, "pseudo_inputs_init = 'data' starts the VampPrior's pseudo-inputs; set prior"),
+    ({"lower_latent_dim": 8}, "lower_latent_dim = 8 sizes the lower stochastic layer, which only stochastic_layers"),
+    ({"stochastic_layers": 2, "architecture": "conv", "hidden_layers": 2},
+     "stochastic_layers = 2 builds MLP networks between the layers; use architecture: mlp"),
+    ({"activation": "gated", "architecture": "conv"}, "activation = 'gated' makes gated dense layers"),
+    ({"stochastic_layers": 3}, "stochastic_layers = 3 is not 1 or 2"),
+    ({"prior": "vamp"}, "prior = 'vamp' is not one of standard, vampprior"),
+    ({"prior": "vampprior", "pseudo_inputs_init": "data", "train_subset": 100},
+     "pseudo_inputs = 500 start at training images but the training split has 100; lower pseudo_inputs"),
+])
+def test_prior_and_layer_combinations_that_mean_nothing_are_refused(raw, changes, words):
+    raw.update(changes)
+    with pytest.raises(UserError, match=re.escape(words)):
+        validate(raw)
 
 
 def test_perplexity_must_be_below_subset(raw):

@@ -192,6 +192,20 @@ def test_exp_run_iwae_objective_end_to_end(project: Path) -> None:
     assert "train_objective" in (repo / "reports/train/history.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.parametrize("setting", ["prior=vampprior", "stochastic_layers=2"])
+def test_exp_run_a_vampprior_or_a_second_stochastic_layer_end_to_end(project: Path, setting: str) -> None:
+    """The two commands of docs/variants.md as written: every stage from train on, and `dvc metrics diff` shows them."""
+    repo = project
+    output = run(repo, "dvc", "exp", "run", "-S", setting)
+    assert stages_run(output) == AFTER_TRAIN
+    key, value = setting.split("=")
+    assert str(torch.load(repo / "models/model.pt", weights_only=True)["config"][key]) == value
+    diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))["reports/evaluate/metrics.json"]
+    assert diff["iwae_log_likelihood_bound"]["new"] != diff["iwae_log_likelihood_bound"]["old"]
+    assert math.isfinite(diff["fd_samples"]["new"])
+    assert ("active_units_lower" in diff) == (key == "stochastic_layers")
+
+
 def test_plots_show_draws_every_plot_on_a_utf8_page_that_renders_offline(project: Path, tmp_path: Path) -> None:
     repo = project
     run(repo, sys.executable, "-m", "vae.runtime.plots_page")  # what `make setup` does

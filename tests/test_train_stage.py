@@ -139,11 +139,16 @@ def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("overrides", [{"likelihood": "binarized"}, {"objective": "iwae", "train_samples": 3},
-                                       {"precision": "bf16-mixed", "numerics": "native"}],
-                         ids=["binarized", "iwae", "bf16"])
+                                       {"precision": "bf16-mixed", "numerics": "native"},
+                                       {"prior": "vampprior", "pseudo_inputs": 20, "pseudo_inputs_init": "data"},
+                                       {"stochastic_layers": 2, "lower_latent_dim": 4, "activation": "gated",
+                                        "prior": "vampprior", "pseudo_inputs": 10, "objective": "iwae",
+                                        "train_samples": 2}],
+                         ids=["binarized", "iwae", "bf16", "vampprior", "two-layers"])
 def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: dict[str, object]) -> None:
     """The pixels' 0/1 draws and the k samples' noise come from generators saved in the state, so
-    they resume too; so does the IWAE objective's column of the history, and bf16 training."""
+    they resume too; so does the IWAE objective's column of the history, bf16 training, the VampPrior's
+    pseudo-inputs (parameters in the state) and the two-layer model's second noise."""
     clean = make_workdir(tmp_path / "clean", num_epochs=3, **overrides)
     train(clean)
     killed = make_workdir(tmp_path / "killed", num_epochs=3, **overrides)

@@ -138,7 +138,7 @@ def load_metrics(rev: str | None = None, repo: str | None = None) -> dict[str, A
 def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
     """Decoder means of latent points ``z`` (N, latent_dim): pixels (N, 784) in [0, 1]."""
     model.eval()
-    return model.decoder(z.to(next(model.parameters()).device))
+    return model.decode(z.to(next(model.parameters()).device))
 
 
 def load_latent_density(path: str | Path | None = None, rev: str | None = None, repo: str | None = None

@@ -1,5 +1,8 @@
 """Images made by the decoder: prior samples, the 2-D manifold, interpolations, traversals.
 
+All but prior samples decode codes of the top layer (``VAE.decode``): with two stochastic layers
+the lower layer is at its mean given the code.
+
 Each function returns flat pixel rows (N, 784) laid out row by row for
 ``torchvision.utils.save_image(..., nrow=...)``. All randomness comes from a seeded
 generator, so the figures are the same on every run.
@@ -13,10 +16,13 @@ from vae.model import VAE
 
 @torch.no_grad()
 def prior_samples(model: VAE, n: int, seed: int) -> torch.Tensor:
-    """Decode ``n`` draws of z ~ N(0, I), as the notebook's samples_prior.png."""
-    device = next(model.parameters()).device
-    z = torch.randn(n, model.latent_dim, generator=torch.Generator(device).manual_seed(seed), device=device)
-    return model.decoder(z)
+    """Decode ``n`` draws from the prior, as the notebook's samples_prior.png (there z ~ N(0, I)).
+
+    Under a VampPrior a draw picks a pseudo-input, then z from its posterior; with two layers z1 is
+    then drawn from p(z1|z2), and the images are the means of p(x|z1, z2).
+    """
+    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    return model.decode(model.sample_prior(n, generator), generator=generator)
 
 
 @torch.no_grad()
@@ -25,7 +31,7 @@ def latent_density_samples(model: VAE, density: LatentDensity, n: int, seed: int
     if density.latent_dim != model.latent_dim:
         raise ValueError(f"the density is on {density.latent_dim} dimensions, the model's latent space on "
                          f"{model.latent_dim}")
-    return model.decoder(density.sample(n, seed).to(next(model.parameters()).device))
+    return model.decode(density.sample(n, seed).to(next(model.parameters()).device))
 
 
 @torch.no_grad()
@@ -42,7 +48,7 @@ def manifold(model: VAE, n: int = 20) -> torch.Tensor:
     q = torch.linspace(0.05, 0.95, n, device=device)
     ticks = torch.distributions.Normal(0.0, 1.0).icdf(q)
     z1, z2 = torch.meshgrid(ticks, ticks.flip(0), indexing="xy")
-    return model.decoder(torch.stack((z1.reshape(-1), z2.reshape(-1)), dim=1))
+    return model.decode(torch.stack((z1.reshape(-1), z2.reshape(-1)), dim=1))
 
 
 def pick_pairs(labels: torch.Tensor, n_pairs: int) -> list[tuple[int, int]]:
@@ -60,7 +66,7 @@ def interpolations(model: VAE, x: torch.Tensor, pairs: list[tuple[int, int]], st
     start, end = mu[0::2], mu[1::2]
     t = torch.linspace(0, 1, steps, device=mu.device).view(1, -1, 1)
     line = start.unsqueeze(1) * (1 - t) + end.unsqueeze(1) * t  # (pairs, steps, d)
-    decoded = model.decoder(line.reshape(-1, mu.shape[1])).view(len(pairs), steps, -1)
+    decoded = model.decode(line.reshape(-1, mu.shape[1])).view(len(pairs), steps, -1)
     originals = x[[i for pair in pairs for i in pair]].view(len(pairs), 2, -1)
     return torch.cat((originals[:, :1], decoded, originals[:, 1:]), dim=1).reshape(-1, x.shape[1])
 
@@ -74,4 +80,4 @@ def traversals(model: VAE, x: torch.Tensor, dims: list[int], steps: int = 11, sp
     z = mu.repeat(len(dims), steps, 1)  # (dims, steps, d)
     for row, d in enumerate(dims):
         z[row, :, d] += offsets
-    return model.decoder(z.reshape(-1, mu.shape[1]))
+    return model.decode(z.reshape(-1, mu.shape[1]))

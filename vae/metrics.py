@@ -28,7 +28,7 @@ from vae.classifier import FD_IMAGES, Classifier, features_and_logits, frechet_d
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
 from vae.loops import EVAL_BATCH
-from vae.model import VAE, encode, gaussian_kl, log_weights, posterior_noise
+from vae.model import VAE, encode, encode_lower, gaussian_kl, log_weights, posterior_noise
 from vae.params import KNN_NEIGHBORS
 from vae.training import evaluate_elbo
 
@@ -75,7 +75,7 @@ def iwae_bound(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
         total = torch.full((len(xb),), -math.inf, device=x.device)
         for done in range(0, k, chunk_size):
             c = min(chunk_size, k - done)
-            eps = posterior_noise(mu, generator, c)
+            eps = posterior_noise(mu, generator, c, model.noise_dim)
             chunk = torch.logsumexp(log_weights(model, xb, mu, logvar, eps), dim=1)
             total = torch.logaddexp(total, chunk)
         out[start:start + len(xb)] = total - math.log(k)
@@ -100,8 +100,11 @@ def active_unit_mask(variance: torch.Tensor, threshold: float = ACTIVE_THRESHOLD
 def mean_kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over images of KL(q(z_j|x) || N(0, 1)) for each latent dimension j, shape (d,).
 
-    The terms add up to the ELBO's KL; a dimension with near-zero KL carries no
-    information about x.
+    Under the standard normal prior with one layer the terms add up to the ELBO's KL, and a
+    dimension with near-zero KL carries no information about x. A VampPrior is a mixture that
+    does not factor over dimensions, so no per-dimension KL to it exists: the terms are then
+    each dimension's distance from N(0, 1), which still ranks dimensions by use, but do not add
+    up to the ELBO's KL. With two layers they are the top layer's (whose prior is p(z2)).
     """
     return gaussian_kl(mu, logvar).mean(0)
 
@@ -109,8 +112,8 @@ def mean_kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def reconstructions(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """Decoder means at the posterior means of flat images ``x``, (N, 784): deterministic reconstructions."""
-    mu, _ = encode(model, x, batch_size)
-    return torch.cat([model.decoder(mu[start:start + batch_size]) for start in range(0, len(mu), batch_size)])
+    model.eval()
+    return torch.cat([model.reconstruct(x[start:start + batch_size]) for start in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -205,7 +208,9 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     image) and ``iwae_k``; ``active_units``; ``mse_per_image``;
     ``linear_probe_accuracy`` and ``knn_accuracy`` (probes fit on the train
     split's latent means). Table: ``dim``, ``kl``, ``variance_of_mean``,
-    ``active``, one row per latent dimension.
+    ``active``, one row per latent dimension. Codes, probes and the table are the top layer's;
+    with two stochastic layers ``active_units_lower`` counts the lower layer's active units, from
+    the means of q(z1 | x, z2) at z2 = the top layer's mean.
 
     What the likelihood numbers bound depends on the model's likelihood.
     ``bernoulli``: BCE on grey pixels is not a density, but it is linear in the
@@ -229,6 +234,8 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     variance = variance_of_means(mu)
     is_active = active_unit_mask(variance)
     metrics["active_units"] = int(is_active.sum())
+    if model.hierarchical:
+        metrics["active_units_lower"] = int(active_unit_mask(variance_of_means(encode_lower(model, test_x, mu))).sum())
     metrics["mse_per_image"] = reconstruction_mse(model, test_x)
     train_mu, _ = encode(model, train_x)
     metrics.update(probe_accuracies(train_mu, train_y, mu, test_y, seed))

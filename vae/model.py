@@ -29,21 +29,38 @@ from vae.io import load_torch, write_torch
 from vae.likelihoods import LIKELIHOODS, Likelihood
 from vae.loops import EVAL_BATCH
 from vae.params import ACTIVATION_NAMES, MODEL_DEFAULTS
+from vae.priors import diagonal_normal_log_prob, make_prior
 
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 
 
 _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+assert (*ACTIVATIONS, "gated") == ACTIVATION_NAMES
 CONV_CHANNELS = (16, 32)  # the conv encoder's feature maps at 14 x 14 and 7 x 7; the decoder mirrors it
 
 
+class GatedDense(nn.Module):
+    """h = (W1 x + b1) * sigmoid(W2 x + b2): the gated dense layer of the VampPrior paper's models.
+
+    Dauphin et al.'s gated linear unit on a dense layer; the gate lets each unit switch itself off.
+    """
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.h = nn.Linear(n_in, n_out)
+        self.g = nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
 def _mlp(sizes: list[int], activation: str) -> list[nn.Module]:
-    """Linear layers between consecutive ``sizes``, each followed by the activation."""
+    """Linear layers between consecutive ``sizes``, each followed by the activation, or gated dense layers."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes, sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        layers += [GatedDense(n_in, n_out)] if activation == "gated" else [nn.Linear(n_in, n_out),
+                                                                          ACTIVATIONS[activation]()]
     return layers
 
 
@@ -123,9 +140,12 @@ class Decoder(nn.Module):
 
 
 def posterior_noise(mu: torch.Tensor, generator: torch.Generator | None = None,
-                    samples: int | None = None) -> torch.Tensor:
-    """Standard normal eps for ``posterior_sample``: shaped like ``mu`` (N, d), or (N, samples, d)."""
-    shape = mu.shape if samples is None else (len(mu), samples, mu.shape[1])
+                    samples: int | None = None, dim: int | None = None) -> torch.Tensor:
+    """Standard normal eps for ``posterior_sample``: shaped like ``mu`` (N, d), or (N, samples, D).
+
+    D is ``dim`` (default d): a two-layer model draws the noise of both layers at once (``VAE.noise_dim``).
+    """
+    shape = mu.shape if samples is None else (len(mu), samples, dim or mu.shape[1])
     return torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
 
 
@@ -147,34 +167,109 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
 
 
 class VAE(nn.Module):
-    """The encoder, the decoder, and ``config``: the keyword arguments that rebuild it."""
+    """The encoder, the decoder, the prior, and ``config``: the keyword arguments that rebuild it.
+
+    One stochastic layer (the default): q(z|x), p(z), p(x|z), with z of ``latent_dim``.
+    Two (``stochastic_layers=2``, the VampPrior paper's HVAE): the top layer z2 of ``latent_dim``,
+    inferred first, q(z2|x) (``encoder``), then the lower z1 of ``lower_latent_dim``, q(z1|x, z2)
+    (``lower_encoder``); generated top-down, p(z2), p(z1|z2) (``lower_prior``), p(x|z1, z2)
+    (``decoder``). Every MLP has ``hidden_layers`` layers of ``hidden_dim`` units. The prior
+    (``prior``: ``standard`` or ``vampprior`` with ``pseudo_inputs`` components) is on the top
+    layer, whose posterior means are the model's codes: what ``encode`` returns, what the
+    latent plots, probes and latent density use, and what ``decode`` maps to images.
+    """
 
     def __init__(self, input_dim: int = INPUT_DIM, hidden_dim: int = 512, latent_dim: int = 2,
                  hidden_layers: int = 2, activation: str = "relu", architecture: str = "mlp",
-                 likelihood: str = "bernoulli") -> None:
+                 likelihood: str = "bernoulli", prior: str = "standard", pseudo_inputs: int = 500,
+                 stochastic_layers: int = 1, lower_latent_dim: int = 40) -> None:
         super().__init__()
-        options = {"hidden_layers": hidden_layers, "activation": activation,
-                   "architecture": architecture, "likelihood": likelihood}
+        options = {"hidden_layers": hidden_layers, "activation": activation, "architecture": architecture,
+                   "likelihood": likelihood, "prior": prior, "pseudo_inputs": pseudo_inputs,
+                   "stochastic_layers": stochastic_layers, "lower_latent_dim": lower_latent_dim}
         self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
                        **{key: value for key, value in options.items() if value != MODEL_DEFAULTS[key]}}
         shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
+        lower = lower_latent_dim if stochastic_layers == 2 else 0
         self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
-        self.decoder = Decoder(latent_dim, hidden_dim, input_dim, **shape, likelihood=LIKELIHOODS[likelihood])
+        self.decoder = Decoder(lower + latent_dim, hidden_dim, input_dim, **shape,
+                               likelihood=LIKELIHOODS[likelihood])
+        if lower:
+            self.lower_encoder = Encoder(input_dim + latent_dim, hidden_dim, lower, **shape)
+            self.lower_prior = Encoder(latent_dim, hidden_dim, lower, **shape)
+        self.prior = make_prior(prior, pseudo_inputs, input_dim)
 
     @property
     def latent_dim(self) -> int:
+        """The size of the top layer: the codes' dimension."""
         return self.config["latent_dim"]
+
+    @property
+    def lower_latent_dim(self) -> int:
+        """The size of the lower stochastic layer z1; 0 with one layer."""
+        return self.config.get("lower_latent_dim", MODEL_DEFAULTS["lower_latent_dim"]) if self.hierarchical else 0
+
+    @property
+    def hierarchical(self) -> bool:
+        return self.config.get("stochastic_layers", 1) == 2
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard normal numbers per posterior sample: the top layer's, then the lower layer's."""
+        return self.latent_dim + self.lower_latent_dim
+
+    @property
+    def analytic_kl(self) -> bool:
+        """Whether the ELBO's KL has a closed form: one layer and the standard normal prior."""
+        return self.prior.analytic_kl and not self.hierarchical
 
     @property
     def likelihood(self) -> Likelihood:
         return self.decoder.likelihood
 
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of top-layer codes z (..., latent_dim)."""
+        return self.prior.log_prob(z, self.encoder)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` top-layer codes drawn from the prior, (n, latent_dim)."""
+        device = next(self.parameters()).device
+        return self.prior.sample(n, self.latent_dim, self.encoder, generator, device)
+
+    def lower_posterior(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z1 | x, z2) for flat images x (N, 784) and top codes z (N, latent_dim)."""
+        return self.lower_encoder(torch.cat((x.flatten(1), z), dim=1))
+
+    def decode_logits(self, z: torch.Tensor, lower: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits of p(x | codes z); with two layers, z1 is ``lower``, else a draw from p(z1|z) with ``generator``,
+        else its mean."""
+        if not self.hierarchical:
+            return self.decoder.logits(z)
+        if lower is None:
+            mu, logvar = self.lower_prior(z)
+            lower = mu if generator is None else reparameterize(mu, logvar, generator)
+        return self.decoder.logits(torch.cat((lower, z), dim=1))
+
+    def decode(self, z: torch.Tensor, lower: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """The mean of p(x | codes z) of each pixel, (N, 784): what sample and reconstruction images show."""
+        if not self.hierarchical:
+            return self.decoder(z)
+        return self.likelihood.mean(self.decode_logits(z, lower, generator))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder means at the posterior means of flat images x: z = mu (and z1 = its mean given x and mu)."""
+        mu, _ = self.encoder(x)
+        return self.decode(mu, self.lower_posterior(x, mu)[0] if self.hierarchical else None)
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (x_hat, mu, logvar, z) with x_hat the decoder's means, flat, shape (N, 784)."""
+        """Return (x_hat, mu, logvar, z) with x_hat the decoder's means, flat, shape (N, 784), of the top layer."""
         mu, logvar = self.encoder(x)
         z = reparameterize(mu, logvar, generator)
-        return self.decoder(z), mu, logvar, z
+        lower = reparameterize(*self.lower_posterior(x, z), generator) if self.hierarchical else None
+        return self.decode(z, lower), mu, logvar, z
 
 
 def images(x: torch.Tensor) -> torch.Tensor:
@@ -188,6 +283,14 @@ def encode(model: VAE, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[t
     model.eval()
     parts = [model.encoder(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@torch.no_grad()
+def encode_lower(model: VAE, x: torch.Tensor, mu: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Means of q(z1 | x, z2 = mu) of a two-layer model, (N, lower_latent_dim), in eval mode, in batches."""
+    model.eval()
+    return torch.cat([model.lower_posterior(x[start:start + batch_size], mu[start:start + batch_size])[0]
+                      for start in range(0, len(x), batch_size)])
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -210,14 +313,25 @@ def vae_loss(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: to
 
 def negative_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``vae_loss`` of a batch of flat images with one latent sample per image from ``generator``."""
+    """The negative ELBO of a batch of flat images and its terms (loss, recon, KL), one latent sample per image.
+
+    With the analytic KL (``VAE.analytic_kl``), ``vae_loss``; otherwise (a VampPrior, two layers)
+    the one-sample estimate: recon = -log p(x|z), KL = log q(z|x) - log p(z) at the sample.
+    """
     mu, logvar = model.encoder(x)
-    z = reparameterize(mu, logvar, generator)
-    return vae_loss(x, model.decoder.logits(z), mu, logvar, model.likelihood)
+    if model.analytic_kl:
+        z = reparameterize(mu, logvar, generator)
+        return vae_loss(x, model.decoder.logits(z), mu, logvar, model.likelihood)
+    terms = log_weight_terms(model, x, mu, logvar, posterior_noise(mu, generator, 1, model.noise_dim))
+    recon, kld = -terms.log_px_z.sum(), terms.kl().sum()
+    return recon + kld, recon, kld
 
 
 class LogWeightTerms(NamedTuple):
-    """log p(x|z), log p(z) and log q(z|x) of each of C samples per image, each (B, C)."""
+    """log p(x|z), log p(z) and log q(z|x) of each of C samples per image, each (B, C).
+
+    With two layers z = (z1, z2): log p(z) = log p(z1|z2) + log p(z2), log q = log q(z1|x, z2) + log q(z2|x).
+    """
 
     log_px_z: torch.Tensor
     log_pz: torch.Tensor
@@ -227,22 +341,42 @@ class LogWeightTerms(NamedTuple):
         """The log importance weights log p(x|z) + log p(z) - log q(z|x), (B, C)."""
         return self.log_px_z + self.log_pz - self.log_qz_x  # in this order: the metrics' float sums stay bit for bit
 
+    def kl(self) -> torch.Tensor:
+        """The one-sample KL estimates log q(z|x) - log p(z), (B, C)."""
+        return self.log_qz_x - self.log_pz
+
+
+def _log_normal_noise(eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) of z = mu + eps * sigma, from the noise: -0.5 * sum(eps^2 + log sigma^2 + log 2 pi)."""
+    return -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
+
 
 def log_weight_terms(model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                      eps: torch.Tensor) -> LogWeightTerms:
-    """The terms of the log importance weight of each z = mu + eps * sigma; eps (B, C, d) -> three (B, C).
+    """The terms of the log importance weight of each z = mu + eps * sigma; eps (B, C, D) -> three (B, C).
 
     log p(x|z) is minus the training loss's reconstruction term summed over the 784 pixels, so
     one sample's weight is exactly the one-sample ELBO estimate with a Monte Carlo KL in place
-    of the analytic one. The encoder's outputs are given once per image; the decoder runs on
-    all B * C samples at once.
+    of the analytic one. The encoder's outputs (the top layer's) are given once per image; the
+    rest runs on all B * C samples at once. With two layers, eps's first ``latent_dim`` numbers
+    draw z2 and the rest z1 ~ q(z1 | x, z2).
     """
-    b, c, d = eps.shape
-    z = posterior_sample(mu, logvar, eps)
-    logits = model.decoder.logits(z.reshape(b * c, d)).reshape(b, c, -1)
+    b, c, _ = eps.shape
+    d = mu.shape[1]
+    top_eps = eps[..., :d]
+    z = posterior_sample(mu, logvar, top_eps)
+    log_pz = model.log_prior(z)
+    log_qz_x = _log_normal_noise(top_eps, logvar)
+    lower = None
+    if model.hierarchical:
+        flat_z = z.reshape(b * c, d)
+        lower_mu, lower_logvar = model.lower_posterior(x.unsqueeze(1).expand(b, c, -1).reshape(b * c, -1), flat_z)
+        lower_eps = eps[..., d:].reshape(b * c, 1, -1)
+        lower = posterior_sample(lower_mu, lower_logvar, lower_eps).reshape(b * c, -1)
+        log_qz_x = log_qz_x + _log_normal_noise(lower_eps, lower_logvar).reshape(b, c)
+        log_pz = log_pz + diagonal_normal_log_prob(lower, *model.lower_prior(flat_z)).reshape(b, c)
+    logits = model.decode_logits(z.reshape(b * c, d), lower).reshape(b, c, -1)
     log_px_z = -model.likelihood.nll(logits, x.unsqueeze(1).expand_as(logits), reduction="none").sum(-1)
-    log_pz = -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
-    log_qz_x = -0.5 * (eps.pow(2) + logvar.unsqueeze(1) + _LOG_2PI).sum(-1)
     return LogWeightTerms(log_px_z, log_pz, log_qz_x)
 
 
@@ -261,13 +395,14 @@ def kl_weighted(unweighted: torch.Tensor, fit: torch.Tensor, kl: torch.Tensor, w
     return unweighted if weight == 1.0 else fit + weight * kl
 
 
-def uses_log_weights(objective: str, samples: int) -> bool:
+def uses_log_weights(objective: str, samples: int, analytic_kl: bool = True) -> bool:
     """Whether a step's loss is estimated from k sampled log weights (Monte Carlo KL, k = 1 included).
 
-    Every objective but the notebook's, the one-sample ELBO with the analytic KL (``elbo``, k = 1);
-    such runs record the loss they minimized beside the ELBO terms.
+    Every objective but the notebook's, the one-sample ELBO with the analytic KL (``elbo``, k = 1,
+    a model whose KL has a closed form: ``VAE.analytic_kl``); such runs record the loss they
+    minimized beside the ELBO terms.
     """
-    return objective != "elbo" or samples > 1
+    return objective != "elbo" or samples > 1 or not analytic_kl
 
 
 @dataclass(frozen=True)
@@ -275,7 +410,8 @@ class BatchObjective:
     """What a training step minimizes on a batch and what it reports of it, each summed over the images.
 
     ``loss``, ``recon`` and ``kl`` are the unweighted one-sample negative ELBO and its terms with
-    the analytic KL (for k samples: of the first), whatever the step minimizes, so that runs of
+    the analytic KL where the model has one, else its one-sample estimate (for k samples: of the
+    first), whatever the step minimizes, so that runs of
     any objective and k compare. ``minimized`` is the loss whose gradient the step follows;
     ``from_log_weights`` says whether it is an estimate of its own (``uses_log_weights``).
     """
@@ -302,18 +438,18 @@ def batch_objective(model: VAE, x: torch.Tensor, objective: str = "elbo", sample
     ``iwae``, minus the importance-weighted bound log (1/k) sum_i w_i, its gradient taken through
     the log-sum-exp (Burda et al.'s estimator; no separate KL term).
     """
-    if not uses_log_weights(objective, samples):
+    if not uses_log_weights(objective, samples, model.analytic_kl):
         loss, recon, kld = negative_elbo(model, x, generator)
         return BatchObjective(kl_weighted(loss, recon, kld, kl_weight), loss, recon, kld, False)
     mu, logvar = model.encoder(x)
-    terms = log_weight_terms(model, x, mu, logvar, posterior_noise(mu, generator, samples))
+    terms = log_weight_terms(model, x, mu, logvar, posterior_noise(mu, generator, samples, model.noise_dim))
     log_w = terms.total()
     if objective == "iwae":
         bound = torch.logsumexp(log_w, dim=1) - math.log(samples)
     else:
         bound = kl_weighted(log_w, terms.log_px_z, terms.log_pz - terms.log_qz_x, kl_weight).mean(1)
     recon = -terms.log_px_z[:, 0].sum()
-    kld = gaussian_kl(mu, logvar).sum()
+    kld = gaussian_kl(mu, logvar).sum() if model.analytic_kl else terms.kl()[:, 0].sum()
     return BatchObjective(-bound.sum(), recon + kld, recon, kld, True)
 
 

@@ -26,7 +26,9 @@ KNN_NEIGHBORS = 5  # neighbours of evaluate's kNN probe of the latent codes: it 
 # validating params.yaml never loads the model's code.
 OBJECTIVES = ("elbo", "iwae")  # the VAE's one-sample-per-term ELBO, or Burda et al.'s k-sample bound
 ARCHITECTURES = ("mlp", "conv")
-ACTIVATION_NAMES = ("relu", "tanh")
+ACTIVATION_NAMES = ("relu", "tanh", "gated")  # gated: the VampPrior paper's gated dense layers (MLP only)
+PRIORS = ("standard", "vampprior")  # N(0, I), or Tomczak & Welling's mixture of posteriors at pseudo-inputs
+PSEUDO_INPUT_INITS = ("random", "data")  # the pseudo-inputs start near 0.05, or at the first training images
 LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli")
 LR_SCHEDULES = ("constant", "iwae")
 PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
@@ -35,7 +37,8 @@ IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
 # The model options' defaults. Options at these values are left out of a model file's config, so
 # that the notebook's model files (and ours from before these options) load, and are written byte
 # for byte as before.
-MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli"}
+MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli",
+                  "prior": "standard", "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,16 @@ class Params:
     precision: str
     numerics: str
     threads: int
+    prior: str
+    pseudo_inputs: int
+    pseudo_inputs_init: str
+    stochastic_layers: int
+    lower_latent_dim: int
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of ``vae.model.VAE`` that these params choose."""
-        return {"hidden_dim": self.hidden_dim, "latent_dim": self.latent_dim, "hidden_layers": self.hidden_layers,
-                "activation": self.activation, "architecture": self.architecture, "likelihood": self.likelihood}
+        return {"hidden_dim": self.hidden_dim, "latent_dim": self.latent_dim,
+                **{key: getattr(self, key) for key in MODEL_DEFAULTS}}
 
 
 def _positive(value: float) -> bool:
@@ -142,6 +150,11 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "precision": _one_of(*PRECISIONS),
     "numerics": _one_of(*MODES),
     "threads": (int, _positive, "an integer > 0 (the threads of every stage that computes)"),
+    "prior": _one_of(*PRIORS),
+    "pseudo_inputs": (int, _positive, "an integer > 0 (the VampPrior's components)"),
+    "pseudo_inputs_init": _one_of(*PSEUDO_INPUT_INITS),
+    "stochastic_layers": (int, lambda v: v in (1, 2), "1 or 2"),
+    "lower_latent_dim": (int, _positive, "an integer > 0 (the lower stochastic layer's size)"),
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
@@ -160,6 +173,18 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
      "warms up the ELBO's KL term, and objective: iwae has none; use kl_warmup_epochs: 0"),
     ("precision", "32-true", lambda v: v["numerics"] == "native",
      "multiplies on each CPU's own bfloat16 units, whose bytes are per machine; set numerics: native"),
+    ("activation", "relu", lambda v: v["activation"] != "gated" or v["architecture"] == "mlp",
+     "makes gated dense layers, which only the MLP has; use architecture: mlp"),
+    ("pseudo_inputs", MODEL_DEFAULTS["pseudo_inputs"], lambda v: v["prior"] == "vampprior",
+     f"counts the VampPrior's components; set prior: vampprior or leave it at {MODEL_DEFAULTS['pseudo_inputs']}"),
+    ("pseudo_inputs_init", "random", lambda v: v["prior"] == "vampprior",
+     "starts the VampPrior's pseudo-inputs; set prior: vampprior or leave it at random"),
+    ("stochastic_layers", 1, lambda v: v["architecture"] == "mlp",
+     "builds MLP networks between the layers; use architecture: mlp"),
+    ("lower_latent_dim", MODEL_DEFAULTS["lower_latent_dim"], lambda v: v["stochastic_layers"] == 2,
+     "sizes the lower stochastic layer, which only stochastic_layers: 2 has; set stochastic_layers: 2 or "
+     "leave it at "
+     f"{MODEL_DEFAULTS['lower_latent_dim']}"),
 ]
 assert set(_RULES) == {f.name for f in fields(Params)}
 
@@ -203,6 +228,14 @@ def _too_few_training_images(values: dict[str, Any]) -> str:
     return ""
 
 
+def _too_few_images_for_pseudo_inputs(values: dict[str, Any]) -> str:
+    images = _split_sizes(values)[1]
+    if values["prior"] == "vampprior" and values["pseudo_inputs_init"] == "data" and images < values["pseudo_inputs"]:
+        return (f"pseudo_inputs = {values['pseudo_inputs']} start at training images but the training split has "
+                f"{images}; lower pseudo_inputs or set pseudo_inputs_init: random")
+    return ""
+
+
 def _perplexity_too_large(values: dict[str, Any]) -> str:
     if values["tsne_perplexity"] >= values["tsne_subset"]:
         return (f"tsne_perplexity = {values['tsne_perplexity']:g} must be smaller than tsne_subset = "
@@ -212,7 +245,7 @@ def _perplexity_too_large(values: dict[str, Any]) -> str:
 
 # Rules that relate several params, each giving what is wrong and the fix, or "" when they agree.
 _RELATED: list[Callable[[dict[str, Any]], str]] = [_empty_validation, _subset_too_large, _too_few_training_images,
-                                                   _perplexity_too_large]
+                                                   _too_few_images_for_pseudo_inputs, _perplexity_too_large]
 
 
 def suggest(key: str, known: list[str]) -> str:

@@ -87,13 +87,12 @@ class TrainingSettings:
         """The settings that validated params choose: their keys of the same names."""
         return cls(**{field.name: getattr(params, field.name) for field in fields(cls)})
 
-    @property
-    def uses_log_weights(self) -> bool:
+    def uses_log_weights(self, model: VAE) -> bool:
         """Whether steps minimize an estimate from sampled log weights, recorded as ``OBJECTIVE_COLUMN``.
 
         Everything but the notebook's one-sample ELBO with the analytic KL (``vae.model.uses_log_weights``).
         """
-        return uses_log_weights(self.objective, self.train_samples)
+        return uses_log_weights(self.objective, self.train_samples, model.analytic_kl)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (1, 2, ...)."""
@@ -124,10 +123,11 @@ class TrainState:
 
     @classmethod
     def new(cls, model_config: dict[str, Any], settings: TrainingSettings, device: torch.device,
-            output_bias: torch.Tensor | None = None) -> "TrainState":
+            output_bias: torch.Tensor | None = None, pseudo_inputs: torch.Tensor | None = None) -> "TrainState":
         """A fresh model (``VAE(**model_config)``, initialized from ``settings.seed``), its Adam and generators.
 
-        ``output_bias`` replaces the decoder's output bias (MLP only), e.g. ``logit_of_mean``.
+        ``output_bias`` replaces the decoder's output bias (MLP only), e.g. ``logit_of_mean``;
+        ``pseudo_inputs``, images to start a VampPrior's pseudo-inputs at (``VampPrior.start_at``).
         """
         seed = settings.seed
         torch.manual_seed(seed)  # weight initialization
@@ -135,6 +135,8 @@ class TrainState:
         if output_bias is not None:
             with torch.no_grad():
                 model.decoder.output_layer.bias.copy_(output_bias)
+        if pseudo_inputs is not None:
+            model.prior.start_at(pseudo_inputs)
         binarize_gen = torch.Generator(device).manual_seed(seed + 2) if model.likelihood.draws_pixels else None
         return cls(model, make_optimizer(model, settings.lr, settings.adam_eps),
                    torch.Generator().manual_seed(seed),
@@ -194,7 +196,7 @@ def train_epoch(state: TrainState, x: torch.Tensor, epoch: int, settings: Traini
     n = len(x)
     order = torch.randperm(n, generator=state.shuffle_gen).to(x.device)
     starts = range(0, n, settings.batch_size)
-    terms = TERMS + (("objective",) if settings.uses_log_weights else ())
+    terms = TERMS + (("objective",) if settings.uses_log_weights(model) else ())
     sums = torch.zeros(len(starts), len(terms), device=x.device)
     for i, start in enumerate(tqdm(starts, desc=f"epoch {epoch}", unit="batch", leave=False,
                                    disable=None if progress else True, mininterval=1.0)):

@@ -53,6 +53,7 @@ KNOWN_METRICS = (
     "classifier_test_accuracy", "fd_real_data_floor",
     # evaluate (binarized_test_nll with the binarized likelihood)
     "loss", "recon", "kl", "iwae_k", "iwae_log_likelihood_bound", "binarized_test_nll", "active_units",
+    "active_units_lower",
     "mse_per_image", "linear_probe_accuracy", "knn_accuracy", "fd_samples", "fd_samples_latent_density",
     "fd_reconstructions", "sample_class_entropy", "sample_class_entropy_latent_density", "reconstruction_accuracy")
 _KEYS: dict[str, type | tuple[type, ...]] = {
