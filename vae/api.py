@@ -136,7 +136,10 @@ def load_metrics(rev: str | None = None, repo: str | None = None) -> dict[str, A
 
 @torch.no_grad()
 def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """Decoder means of latent points ``z`` (N, latent_dim): pixels (N, 784) in [0, 1]."""
+    """Decoder means of latent points ``z`` (N, latent_dim): pixels (N, 784) in [0, 1].
+
+    ``z`` are top-layer codes; a two-layer model puts its lower layer at its mean given them.
+    """
     model.eval()
     return model.decode(z.to(next(model.parameters()).device))
 
