@@ -1,7 +1,7 @@
 """embed-latents: the test set's latent means and log-variances, and their 2-D projections.
 
-table: one row per test image; projections: <method>.csv (latent_2d, or latent_pca
-and latent_tsne when latent_dim > 2).
+table: one row per test image; projections: <method>.csv (latent_1d or latent_2d, or
+latent_pca and latent_tsne when latent_dim > 2).
 """
 
 import argparse

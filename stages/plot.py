@@ -1,7 +1,7 @@
 """plot: the notebook's charts, drawn from the tables other stages wrote (no model needed).
 
 loss_curve.png (train and validation loss, log scale) and one latent scatter per
-projection (latent_2d.png, or latent_pca.png and latent_tsne.png) coloured by class.
+projection (latent_1d.png or latent_2d.png, or latent_pca.png and latent_tsne.png) coloured by class.
 """
 
 import argparse
@@ -14,6 +14,7 @@ from vae.io import staged
 from vae.runtime.cli import run_stage
 
 TITLES = {
+    "latent_1d": ("Latent space (mu) - 1D, by class", ("z1", "class")),
     "latent_2d": ("Latent space (mu) - 2D", ("z1", "z2")),
     "latent_pca": ("Latent space projected with PCA", ("PC 1", "PC 2")),
     "latent_tsne": ("Latent space projected with t-SNE (subset)", ("t-SNE 1", "t-SNE 2")),

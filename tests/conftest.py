@@ -2,6 +2,7 @@
 end-to-end tests, and faults injected into the processes a test starts."""
 
 import os
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -11,12 +12,17 @@ pin("portable")  # before numpy and torch load: in-process tests use the default
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
+from tests.commands import git_files, run  # noqa: E402
 from vae.data.datasets import FILES  # noqa: E402
 from vae.data.idx import format_idx  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks
+# The end-to-end tests' pipeline: one epoch on 2,000 images, every stage in seconds.
+SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, "tsne_subset": 300,
+         "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
 
 
 def fault_env(**variables: str) -> dict[str, str]:
@@ -58,6 +64,37 @@ def data_source() -> None:
     reason = no_data_source_reason()
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, data_source: None) -> dict[str, object]:
+    """A copy of the project run once with ``SMALL`` params, committed: (repo, first and second repro outputs).
+
+    Never changed afterwards: a test that changes anything works on its own copy (``project``).
+    """
+    repo = tmp_path_factory.mktemp("repo")
+    for name in git_files(REPO_ROOT):
+        if not name.startswith(("reports/", "models/")):  # results come from the run, not the copy
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, **SMALL}, sort_keys=False))
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
+    first = run(repo, "dvc", "repro")
+    second = run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    return {"repo": repo, "first": first, "second": second}
+
+
+@pytest.fixture
+def project(pipeline: dict, tmp_path: Path) -> Path:
+    """A copy of the run project (git history, DVC cache and outputs) for a test to change."""
+    copy = tmp_path / "project"
+    shutil.copytree(pipeline["repo"], copy, symlinks=True)
+    return copy
 
 
 def synthetic_arrays(n_train: int = 50, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:

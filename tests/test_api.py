@@ -64,8 +64,8 @@ def test_a_damaged_pipeline_output_says_how_to_restore_it(tmp_path: Path, monkey
         vae.load_model()
     assert str(info.value) == (
         "models/model.pt is not a torch file (its first bytes are not a zip archive's: another kind of file, or "
-        "overwritten); restore it with `dvc checkout models/model.pt`, or `dvc repro -f -s train` where DVC's cache "
-        "does not hold it; or pass path= another file")
+        "overwritten); restore it with `dvc checkout --force models/model.pt`, or `dvc repro -f -s train` where "
+        "DVC's cache does not hold it; or pass path= another file")
 
 
 def test_an_unknown_revision_names_the_rev_argument() -> None:

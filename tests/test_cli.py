@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vae.errors import UserError
 from vae.runtime import machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +61,7 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
         signal.signal(signal.SIGTERM, handlers[1])
         torch.set_num_threads(torch_settings[0])
         torch.backends.mkldnn.enabled = torch_settings[1]
+        torch.set_flush_denormal(False)  # run_stage flushed subnormals for the process
     return code, capsys.readouterr().err
 
 
@@ -81,7 +83,7 @@ def test_a_damaged_input_is_one_error_line_naming_the_stage_that_remakes_it(monk
     code, err = run_in_process(monkeypatch, capsys, "evaluate", main)
     assert code == 1
     assert err.strip().splitlines() == [
-        "error: models/model.pt is empty (0 bytes); restore it with `dvc checkout models/model.pt`, or "
+        "error: models/model.pt is empty (0 bytes); restore it with `dvc checkout --force models/model.pt`, or "
         "`dvc repro -f -s train` where DVC's cache does not hold it"]
 
 
@@ -172,3 +174,22 @@ def test_ctrl_c_after_the_work_is_done_is_no_failure(monkeypatch, capsys) -> Non
     except KeyboardInterrupt:
         pytest.fail("a Ctrl-C after the stage's work was done escaped run_stage (a traceback)")
     assert code == 0 and "Traceback" not in err and "interrupted" not in err
+
+
+@pytest.mark.parametrize("exp_name, root_is_here, says", [("", True, False), ("bonny-yegg", True, True),
+                                                          ("bonny-yegg", False, False)],
+                         ids=["dvc repro", "dvc exp run", "dvc exp run --queue"])
+def test_a_bad_value_set_by_exp_run_says_how_to_restore_params_yaml(monkeypatch, tmp_path: Path, exp_name: str,
+                                                                    root_is_here: bool, says: bool) -> None:
+    """Only an experiment run in the workspace leaves its -S value in params.yaml (a queued one runs in a copy)."""
+    from vae.runtime.cli import stage_params
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("lr: 0.001", "lr: -0.01"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_NAME", exp_name)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path if root_is_here else REPO))
+    with pytest.raises(UserError) as info:
+        stage_params()
+    restore = "; `dvc exp run -S` left that value in params.yaml (`git status` may not show it): " \
+              "`git show HEAD:params.yaml > params.yaml` restores the committed file"
+    assert str(info.value).endswith(restore) == says and str(info.value).startswith("params.yaml: lr = -0.01 ")

@@ -94,6 +94,13 @@ def test_latent_table_and_projections() -> None:
     assert list(both) == ["latent_pca", "latent_tsne"]
     assert len(both["latent_pca"]) == 60 and len(both["latent_tsne"]) == 40
     assert list(both["latent_tsne"].columns) == ["index", "label", "class", "x", "y"]
+    collapsed = projections(latent_table(np.ones_like(mu5), mu5, labels, ("a", "b", "c")), tsne_subset=40,
+                            perplexity=5, seed=0)  # every code one point: t-SNE's PCA start would be NaN
+    assert np.isfinite(collapsed["latent_tsne"][["x", "y"]].to_numpy()).all()
+    mu1 = mu2[:, :1]  # one latent dimension: no plane to project onto; its code against its class
+    strip = projections(latent_table(mu1, mu1, labels, ("a", "b", "c")), tsne_subset=40, perplexity=5, seed=0)
+    assert list(strip) == ["latent_1d"]
+    assert np.array_equal(strip["latent_1d"][["x", "y"]].to_numpy(), np.column_stack([mu1[:, 0], labels]))
 
 
 def png_size(path) -> tuple[int, int]:

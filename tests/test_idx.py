@@ -1,4 +1,5 @@
-"""IDX parsing: every malformed file is a UserError naming the file; format/parse round-trips."""
+"""IDX parsing: malformed bytes are an IdxFormatError naming them; a malformed file is a DamagedFile naming
+the file, the problem and the command that restores it; format/parse round-trips."""
 
 import struct
 
@@ -8,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from vae.data.idx import format_idx, parse_idx, read_idx
-from vae.errors import UserError
+from vae.data.idx import IdxFormatError, format_idx, parse_idx, read_idx
+from vae.errors import DamagedFile
 
 IMAGES = np.arange(3 * 28 * 28, dtype=np.uint64).astype(np.uint8).reshape(3, 28, 28)
 
@@ -55,11 +56,13 @@ def test_header_layout():
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_malformed_file_names_path(tmp_path, data, what):
     path = write(tmp_path, data)
-    with pytest.raises(UserError) as info:
-        read_idx(path, (None, 28, 28))
+    with pytest.raises(DamagedFile) as info:
+        read_idx(path, (None, 28, 28), stage="download")
     msg = str(info.value)
-    assert str(path) in msg and what in msg and "\n" not in msg
-    with pytest.raises(UserError, match=what):
+    assert msg.startswith(f"{path} ") and what in msg and "\n" not in msg
+    assert msg.endswith(f"restore it with `dvc checkout --force {path}`, or `dvc repro -f -s download` where DVC's "
+                        "cache does not hold it")
+    with pytest.raises(IdxFormatError, match=f"^some name .*{what}"):
         parse_idx(data, "some name")
 
 
@@ -74,16 +77,16 @@ def test_malformed_file_names_path(tmp_path, data, what):
 ])
 def test_wrong_dimensions_names_path(tmp_path, data, shape):
     path = write(tmp_path, data, "t10k-labels-idx1-ubyte")
-    with pytest.raises(UserError, match="IDX dimensions") as info:
+    with pytest.raises(DamagedFile, match="has IDX dimensions") as info:
         read_idx(path, shape)
-    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path} ") and "\n" not in str(info.value)
 
 
 def test_missing_file(tmp_path):
     path = tmp_path / "train-labels-idx1-ubyte"
-    with pytest.raises(UserError, match="missing; run `dvc repro download`") as info:
+    with pytest.raises(DamagedFile, match="is missing; restore it with `dvc checkout --force ") as info:
         read_idx(path, (None,))
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(f"{path} is missing")
 
 
 @pytest.mark.parametrize("array", [np.zeros((), np.uint8), np.zeros((2, 2), np.int64),
@@ -106,17 +109,17 @@ def test_round_trip(array):
 
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.uint8, array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6)), st.data())
-def test_any_truncation_is_a_user_error(array, data):
+def test_any_truncation_is_refused_naming_the_bytes(array, data):
     blob = format_idx(array)
     cut = data.draw(st.integers(0, len(blob) - 1))
-    with pytest.raises(UserError, match="^cut file: "):
+    with pytest.raises(IdxFormatError, match="^cut file "):
         parse_idx(blob[:cut], "cut file")
 
 
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.uint8, array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6)), st.data())
-def test_wrong_type_byte_is_a_user_error(array, data):
+def test_wrong_type_byte_is_refused(array, data):
     blob = bytearray(format_idx(array))
     blob[2] = data.draw(st.integers(0, 255).filter(lambda b: b != 0x08))
-    with pytest.raises(UserError, match="bad magic number"):
+    with pytest.raises(IdxFormatError, match="bad magic number"):
         parse_idx(bytes(blob), "x")

@@ -186,8 +186,8 @@ def test_a_damaged_npz_is_one_line_naming_the_path_the_problem_and_the_restore_c
     with pytest.raises(DamagedFile) as info:
         load_npz(path, SPLIT_LIKE, stage="split")
     assert str(info.value).startswith(f"{path} {problem}") and "\n" not in str(info.value)
-    assert str(info.value).endswith(f"; restore it with `dvc checkout {path}`, or `dvc repro -f -s split` where DVC's "
-                                    "cache does not hold it")
+    assert str(info.value).endswith(f"; restore it with `dvc checkout --force {path}`, or `dvc repro -f -s split` "
+                                    "where DVC's cache does not hold it")
     assert "pickled" not in str(info.value)  # random bytes are not "pickled objects"
 
 
@@ -225,8 +225,8 @@ def test_a_damaged_torch_file_is_one_line_without_torchs_advice(tmp_path: Path, 
         load_torch(path, keys=("config", "model"), stage="train")
     message = str(info.value)
     assert message.startswith(f"{path} {problem}") and "\n" not in message
-    assert message.endswith(f"restore it with `dvc checkout {path}`, or `dvc repro -f -s train` where DVC's cache "
-                            "does not hold it")
+    assert message.endswith(f"restore it with `dvc checkout --force {path}`, or `dvc repro -f -s train` where DVC's "
+                            "cache does not hold it")
     assert "weights_only" not in message and not [w for w in recwarn if "pickle" in str(w.message)]
 
 

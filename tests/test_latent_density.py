@@ -75,8 +75,8 @@ def test_a_pickled_or_malformed_density_is_refused_in_one_line(tmp_path: Path, c
     with pytest.raises(UserError) as err:
         load_latent_density(path)
     assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
-    assert str(err.value).endswith(f"restore it with `dvc checkout {path}`, or `dvc repro -f -s latent-density` "
-                                   "where DVC's cache does not hold it")
+    assert str(err.value).endswith(f"restore it with `dvc checkout --force {path}`, or "
+                                   "`dvc repro -f -s latent-density` where DVC's cache does not hold it")
 
 
 def test_samples_from_the_density_score_better_than_the_prior_s(mnist_test_set) -> None:

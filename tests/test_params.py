@@ -72,8 +72,8 @@ def test_ints_are_accepted_for_floats(raw):
     ("seed", 2**32, "an integer in [0, 2**32)"),  # PyTorch would draw seed 0's numbers
     ("data_seed", 2**32 + 42, "an integer in [0, 2**32)"),
     ("train_subset", -1, "an integer >= 0"),
-    ("tsne_subset", 10_001, "an integer in [1, 10000]"),
-    ("tsne_subset", 0, "an integer in [1, 10000]"),
+    ("tsne_subset", 10_001, "an integer in [2, 10000]"),
+    ("tsne_subset", 1, "an integer in [2, 10000]"),
     ("tsne_perplexity", 0, "a finite number > 0"),
     ("tsne_perplexity", 10**400, "a finite number > 0"),
     ("device", "tpu", "auto, cpu, cuda, cuda:N or mps"),

@@ -5,7 +5,7 @@ training param fails without losing the last results; a typo'd key is rejected e
 no stage reads it; `dvc exp run -S latent_dim=3`
 changes the metrics without rerunning download or split; a teammate gets every result
 through a DVC remote without training; `dvc plots show` draws every plot.
-The project runs once (the module's ``pipeline``, never changed afterwards); every test that
+The project runs once (``tests.conftest.pipeline``, never changed afterwards); every test that
 changes anything works on a copy of it of its own (``project``), so any test runs alone and in
 any order. Needs a data source: `VAE_DATA_MIRROR` (CI sets it) or the official mirrors.
 """
@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from tests.commands import git_files, run
+from tests.commands import run
 from tests.conftest import fault_env
 from vae.data.download import MIRROR_ENV
 from vae.runtime.dvc_yaml import read_stage
@@ -33,9 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 STAGES = ["check-params", "download", "split", "classifier", "train", "latent-density", "evaluate", "sample",
           "embed-latents", "plot"]
 AFTER_TRAIN = ["check-params", "train", "latent-density", "evaluate", "sample", "embed-latents", "plot"]
-SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, "tsne_subset": 300,
-         "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
-
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("data_source")]
 
@@ -46,34 +42,6 @@ def stages_run(output: str) -> list[str]:
 
 def declared_outputs(repo: Path) -> list[Path]:
     return [repo / out for stage in STAGES for out in read_stage(stage, repo / "dvc.yaml").outs]
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A copy of the project run once with small params: (repo, first and second repro outputs)."""
-    repo = tmp_path_factory.mktemp("repo")
-    for name in git_files(REPO):
-        if not name.startswith(("reports/", "models/")):  # results come from the run, not the copy
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump({**params, **SMALL}, sort_keys=False))
-    run(repo, "git", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project")
-    first = run(repo, "dvc", "repro")
-    second = run(repo, "dvc", "repro")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    return {"repo": repo, "first": first, "second": second}
-
-
-@pytest.fixture
-def project(pipeline: dict, tmp_path: Path) -> Path:
-    """A copy of the run project (git history, DVC cache and outputs) for a test to change."""
-    copy = tmp_path / "project"
-    shutil.copytree(pipeline["repo"], copy, symlinks=True)
-    return copy
 
 
 def test_repro_runs_every_stage_and_makes_exactly_the_declared_outputs(pipeline: dict) -> None:

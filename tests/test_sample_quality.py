@@ -81,7 +81,7 @@ def test_a_file_that_is_not_our_classifier_is_refused_in_one_line(tmp_path) -> N
         load_classifier(tmp_path / "model.pt")
     path = tmp_path / "model.pt"
     assert str(info.value) == (f"{path} is not a classifier this pipeline wrote; restore it with "
-                               f"`dvc checkout {path}`, or `dvc repro -f -s classifier` where DVC's cache does "
+                               f"`dvc checkout --force {path}`, or `dvc repro -f -s classifier` where DVC's cache does "
                                "not hold it")
 
 

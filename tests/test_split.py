@@ -145,7 +145,7 @@ def test_mismatched_counts_are_a_user_error(raw_dir, tmp_path, idx_arrays, prefi
 
 def test_missing_raw_file_is_a_user_error(raw_dir, tmp_path):
     (raw_dir / FILES[3]).unlink()
-    with pytest.raises(UserError, match="dvc repro download"):
+    with pytest.raises(UserError, match=f"^{raw_dir / FILES[3]} is missing; restore it with `dvc checkout --force "):
         make_splits(raw_dir, tmp_path / "processed", 0.2, seed=0)
     assert not (tmp_path / "processed").exists()
 

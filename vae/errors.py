@@ -85,6 +85,8 @@ class DamagedFile(UserError):
     ``stage`` is the stage that writes the file, where the reader knows it; the stage runner and
     the API fill it in from dvc.yaml otherwise (the ML core cannot read dvc.yaml), so the line
     always ends in a command that restores the file: from DVC's cache, or by remaking it.
+    ``--force``: without it, DVC refuses to overwrite a file whose bytes its cache lacks (a
+    damaged file is one), asking for a confirmation that a stage's log cannot give.
     """
 
     def __init__(self, path: str | Path, problem: str, stage: str | None = None) -> None:
@@ -93,5 +95,5 @@ class DamagedFile(UserError):
 
     def __str__(self) -> str:
         remake = f"`dvc repro -f -s {self.stage}`" if self.stage else "`dvc repro -f -s <the stage that writes it>`"
-        return (f"{self.path} {self.problem}; restore it with `dvc checkout {self.path}`, "
+        return (f"{self.path} {self.problem}; restore it with `dvc checkout --force {self.path}`, "
                 f"or {remake} where DVC's cache does not hold it")

@@ -152,7 +152,9 @@ def check_outputs(outputs: Iterable[str | Path], rerun: str = "`dvc repro`") -> 
     A stage that finds out only when it writes has computed for nothing, and the train stage
     would have deleted its saved state first. An output is a file if its name has a suffix
     (``model.pt``), else a folder (``models/epochs``). Blocked: a file where one of its folders
-    should be, a folder where the file goes, or a file where the folder goes.
+    should be, a folder where the file goes, a file where the folder goes, or a folder it
+    writes in (the output's own, if it is a folder, or the nearest existing one above it) that
+    this process may not write: read-only, or another user's.
     """
     for output in map(Path, outputs):
         problem = _blocked(output)
@@ -169,6 +171,12 @@ def _blocked(output: Path) -> str | None:
         return "a folder is in the way of the file; move it away (or delete it)"
     if not output.suffix and output.exists() and not output.is_dir():
         return "a file is in the way of the folder; move it away (or delete it)"
+    written_in = [output] if output.is_dir() else []
+    written_in += [next(folder for folder in output.parents if folder.exists())]
+    for folder in written_in:
+        if not os.access(folder, os.W_OK):
+            return (f"{folder} is read-only to this user (a read-only file system, or another user's folder: "
+                    f"`ls -ld {folder}` shows the owner); remount it read-write or give this user write access")
     return None
 
 

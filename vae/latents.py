@@ -1,7 +1,8 @@
 """The test set's latent means as a table, and their 2-D projections for plotting.
 
 As the notebook: a 2-D latent space is shown as is; a larger one through PCA
-(all test images) and t-SNE (a subset, for speed), both seeded.
+(all test images) and t-SNE (a subset, for speed), both seeded. A 1-D one is shown as
+is too, one strip per class.
 """
 
 import logging
@@ -32,13 +33,19 @@ def _points(table: pd.DataFrame, coords: np.ndarray) -> pd.DataFrame:
 
 def projections(table: pd.DataFrame, tsne_subset: int, perplexity: float, seed: int
                 ) -> dict[str, pd.DataFrame]:
-    """2-D coordinates per method: ``latent_2d`` when d == 2, else ``latent_pca`` and ``latent_tsne``."""
+    """2-D coordinates per method: ``latent_1d`` (the code against the label) when d == 1, ``latent_2d``
+    when d == 2, else ``latent_pca`` and ``latent_tsne``."""
     mu = table.filter(regex=r"^mu_\d+$").to_numpy()
+    if mu.shape[1] == 1:
+        return {"latent_1d": _points(table, np.column_stack([mu[:, 0], table["label"].to_numpy()]))}
     if mu.shape[1] == 2:
         return {"latent_2d": _points(table, mu)}
     pca = PCA(n_components=2, random_state=seed).fit_transform(mu)
     log.info("t-SNE of %d latent means (perplexity %g); this takes a while", tsne_subset, perplexity)
-    subset = table.iloc[:tsne_subset]
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
-    return {"latent_pca": _points(table, pca),
-            "latent_tsne": _points(subset, tsne.fit_transform(mu[:tsne_subset]))}
+    subset, codes = table.iloc[:tsne_subset], mu[:tsne_subset]
+    collapsed = not np.ptp(codes, axis=0).any()
+    if collapsed:  # t-SNE's PCA start divides by the codes' spread: NaN, and a crash in its Barnes-Hut code
+        log.warning("warning: the %d codes t-SNE embeds are one point (the posterior collapsed); it starts at "
+                    "random points instead of their PCA", tsne_subset)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="random" if collapsed else "pca", random_state=seed)
+    return {"latent_pca": _points(table, pca), "latent_tsne": _points(subset, tsne.fit_transform(codes))}

@@ -128,8 +128,9 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "iwae_k": (int, _positive, "an integer > 0"),
     "fd_images": (int, lambda v: 100 <= v <= TEST_SET_SIZE,
                   f"an integer in [100, {TEST_SET_SIZE}] (images on each side of a Frechet distance)"),
-    "tsne_subset": (int, lambda v: 0 < v <= TEST_SET_SIZE,
-                    f"an integer in [1, {TEST_SET_SIZE}] (the test set has {TEST_SET_SIZE} images)"),
+    "tsne_subset": (int, lambda v: 2 <= v <= TEST_SET_SIZE,
+                    f"an integer in [2, {TEST_SET_SIZE}] (t-SNE places at least 2 points; the test set has "
+                    f"{TEST_SET_SIZE})"),
     "tsne_perplexity": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
     "classifier_epochs": (int, _positive, "an integer > 0"),
     "classifier_batch_size": (int, _positive, "an integer > 0"),

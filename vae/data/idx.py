@@ -10,26 +10,39 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.errors import UserError
+from vae.errors import DamagedFile
 
 _UBYTE = 0x08
 
 
-def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
-    """Decode IDX bytes of unsigned bytes into an array; ``name`` labels any error."""
+class IdxFormatError(ValueError):
+    """Bytes that are not an unsigned-byte IDX file; the message names them and what is wrong."""
+
+
+def _problem(data: bytes) -> str | None:
+    """What makes ``data`` no unsigned-byte IDX file (in plain words), or None."""
     if len(data) < 4 or data[0:2] != b"\0\0" or data[2] != _UBYTE:
-        raise UserError(f"{name}: not an unsigned-byte IDX file (bad magic number "
-                        f"{data[:4].hex() or 'empty'}); delete it and rerun the download stage")
+        return f"is not an unsigned-byte IDX file (bad magic number {data[:4].hex() or 'empty'})"
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
-        raise UserError(f"{name}: truncated IDX header; delete it and rerun the download stage")
+        return "has a truncated IDX header"
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = math.prod(shape)  # exact: np.prod would overflow int64 on a corrupt header
     if len(data) - header != expected:
-        raise UserError(f"{name}: IDX payload has {len(data) - header} bytes, its header {shape} "
-                        f"says {expected}; the file is truncated or corrupt, rerun the download stage")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+        return (f"is truncated or corrupt: its IDX payload has {len(data) - header} bytes, "
+                f"its header {shape} says {expected}")
+    return None
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode IDX bytes of unsigned bytes into an array; ``name`` labels an ``IdxFormatError``."""
+    problem = _problem(data)
+    if problem:
+        raise IdxFormatError(f"{name} {problem}")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def format_idx(array: np.ndarray) -> bytes:
@@ -40,16 +53,25 @@ def format_idx(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array).tobytes()
 
 
-def read_idx(path: str | Path, shape: tuple[int | None, ...]) -> np.ndarray:
-    """Read an IDX file and check its shape (``None`` matches any size)."""
+def read_idx(path: str | Path, shape: tuple[int | None, ...], stage: str | None = None) -> np.ndarray:
+    """Read an IDX file and check its shape (``None`` matches any size).
+
+    Anything else (missing, truncated, another kind of file, other dimensions) is a
+    ``DamagedFile`` naming the path, the problem and how to restore it (``stage``: the stage
+    that writes it, where the caller knows it).
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path} is missing; run `dvc repro download` first") from None
+        raise DamagedFile(path, "is missing", stage) from None
+    except IsADirectoryError:
+        raise DamagedFile(path, "is a folder, not a file", stage) from None
+    problem = _problem(data)
+    if problem:
+        raise DamagedFile(path, problem, stage)
     array = parse_idx(data, str(path))
     if len(array.shape) != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
         want = "x".join("N" if s is None else str(s) for s in shape)
-        raise UserError(f"{path}: IDX dimensions {array.shape} are not {want}; "
-                        "delete it and rerun the download stage")
+        raise DamagedFile(path, f"has IDX dimensions {array.shape}, not {want}", stage)
     return array

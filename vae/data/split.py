@@ -7,7 +7,7 @@ import torch
 
 from vae.data.datasets import IMAGE_SHAPE
 from vae.data.idx import read_idx
-from vae.errors import UserError
+from vae.errors import DamagedFile, UserError
 from vae.io import ArraySpec, load_npz, write_npz
 
 
@@ -32,8 +32,7 @@ def read_raw(raw_dir: str | Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte", (None, *IMAGE_SHAPE))
     labels = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte", (None,))
     if len(images) != len(labels):
-        raise UserError(f"{raw_dir}: {len(images)} {prefix} images but {len(labels)} labels; "
-                        "rerun the download stage")
+        raise DamagedFile(raw_dir, f"holds {len(images)} {prefix} images but {len(labels)} labels")
     return images, labels
 
 

@@ -29,7 +29,23 @@ RESUMABLE = ("train",)  # stages that keep completed work when stopped (vae.runt
 
 def stage_params() -> Params:
     """params.yaml, validated: what DVC passes every stage."""
-    return load_params(PARAMS_FILE)
+    try:
+        return load_params(PARAMS_FILE)
+    except UserError as err:
+        raise UserError(f"{err}{_left_by_exp_run()}") from None
+
+
+def _left_by_exp_run() -> str:
+    """Under a `dvc exp run` in the workspace, what DVC left in params.yaml and how to get the committed file back.
+
+    DVC writes the ``-S`` values into params.yaml before it runs any stage and does not undo them
+    when a stage fails; where the new value is as long as the old, `git status` may not show it
+    (git trusts the file's unchanged size and time), and `git checkout -- params.yaml` keeps it.
+    """
+    if not os.environ.get("DVC_EXP_NAME") or Path(os.environ.get("DVC_ROOT", "")).resolve() != Path.cwd():
+        return ""  # not an experiment, or one run in a temporary copy (--queue, --temp): the workspace is untouched
+    return ("; `dvc exp run -S` left that value in params.yaml (`git status` may not show it): "
+            "`git show HEAD:params.yaml > params.yaml` restores the committed file")
 
 
 def _restore_hint(stage: str) -> str:
