@@ -31,8 +31,9 @@ def fault_env(**variables: str) -> dict[str, str]:
 
 
 def signal_env(signal_at: str, only_in: str = "", once: Path | None = None) -> dict[str, str]:
-    """Environment that makes a started process send itself ``signal_at`` (``SIGKILL@3.5``: epoch 3,
-    batch 5) from its training loop; ``only_in``: only in a process whose working folder has that name;
+    """Environment that makes a started process send itself ``signal_at``: ``SIGKILL@3.5`` at epoch 3,
+    batch 5 of its training loop, ``SIGINT@start``, ``@write`` or ``@done`` as its stage starts, writes its
+    first file, or finishes its work; ``only_in``: only in a process whose working folder has that name;
     ``once``: only where that file does not exist yet (the first attempt). See tests/faults/sitecustomize.py."""
     env = fault_env(VAE_TEST_SIGNAL_AT=signal_at)
     if only_in:

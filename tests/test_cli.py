@@ -136,6 +136,26 @@ def test_outputs_that_can_be_written_pass_the_check(tmp_path: Path) -> None:
     check_outputs([tmp_path / "models/epochs", tmp_path / "models/model.pt", tmp_path / "new/folder/file.json"])
 
 
+@pytest.mark.parametrize("read_only, output", [("models/epochs", "models/epochs"), ("models", "models/model.pt"),
+                                               ("models", "models/new/weights.pt")])
+def test_an_output_in_a_folder_this_user_cannot_write_is_refused(monkeypatch, tmp_path: Path, read_only: str,
+                                                                 output: str) -> None:
+    """The folder the output goes in (or the output's own, if a folder) must be writable: a read-only mount, or
+    another user's folder. os.access stands in for the mount (root writes through a folder's permission bits)."""
+    import os
+
+    from vae.io import check_outputs
+
+    (tmp_path / "models/epochs").mkdir(parents=True)
+    locked = tmp_path / read_only
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(UserError) as info:
+        check_outputs([tmp_path / output])
+    assert str(info.value) == (f"{tmp_path / output} cannot be written: {locked} is read-only to this user (a "
+                               f"read-only file system, or another user's folder: `ls -ld {locked}` shows the "
+                               "owner); remount it read-write or give this user write access, then rerun `dvc repro`")
+
+
 def ctrl_c(args) -> None:
     raise KeyboardInterrupt  # as interrupt's handler raises it on SIGINT
 
@@ -190,6 +210,6 @@ def test_a_bad_value_set_by_exp_run_says_how_to_restore_params_yaml(monkeypatch,
     monkeypatch.setenv("DVC_ROOT", str(tmp_path if root_is_here else REPO))
     with pytest.raises(UserError) as info:
         stage_params()
-    restore = "; `dvc exp run -S` left that value in params.yaml (`git status` may not show it): " \
-              "`git show HEAD:params.yaml > params.yaml` restores the committed file"
+    restore = "; a value set with `dvc exp run -S` stays in params.yaml after this failure (`git status` may " \
+              "not show it): `git show HEAD:params.yaml > params.yaml` restores the committed file"
     assert str(info.value).endswith(restore) == says and str(info.value).startswith("params.yaml: lr = -0.01 ")

@@ -147,7 +147,7 @@ def finished(job: str, env: dict[str, str]) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cluster_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project with a bare git origin and a local-folder DVC remote, pushed."""
     root = tmp_path_factory.mktemp("cluster-project")
     repo = root / "project"
@@ -182,18 +182,18 @@ def kill_once(run_name: str, at: str, marker: Path) -> dict[str, str]:
     return signal_env(at, only_in=run_name, once=marker)
 
 
-def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, project) -> None:
-    settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={project.parent / 'work'}"]
-    marker = project.parent / "killed-once"
-    out = make(project, "slurm", *settings, env={**cluster, **kill_once(KILLED, "SIGKILL@2.3", marker)})
-    assert f"--requeue --export=ALL,VAE_JOB_RUNS={project.parent / 'work'}/smoke-" in out  # the sbatch command
-    assert f"{project}/vae/studies/slurm_job.sh" in out
+def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, cluster_project) -> None:
+    settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={cluster_project.parent / 'work'}"]
+    marker = cluster_project.parent / "killed-once"
+    out = make(cluster_project, "slurm", *settings, env={**cluster, **kill_once(KILLED, "SIGKILL@2.3", marker)})
+    assert f"--requeue --export=ALL,VAE_JOB_RUNS={cluster_project.parent / 'work'}/smoke-" in out  # the sbatch command
+    assert f"{cluster_project}/vae/studies/slurm_job.sh" in out
     job = out.split("submitted job ", 1)[1].split(":", 1)[0]
     first = wait_until(lambda: finished(job, cluster), f"job {job}")
-    names = [r.name for r in load_study("smoke", project / "studies", project / "params.yaml").runs()]
+    names = [r.name for r in load_study("smoke", cluster_project / "studies", cluster_project / "params.yaml").runs()]
     index = str(names.index(KILLED))
     assert f"{index}:FAILED" in first and first.count("COMPLETED") == 3, first
-    log = project.parent / "work" / "logs" / f"{KILLED}.log"
+    log = cluster_project.parent / "work" / "logs" / f"{KILLED}.log"
     assert "attempt 0" in log.read_text() and marker.exists()
 
     command("scontrol", "requeue", f"{job}_{index}", env=cluster)
@@ -205,8 +205,8 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     assert "Running stage 'train'" in text and "Running stage 'classifier'" not in text, text  # pulled, not redone
     assert "attempt 1" in text and "resuming from models/train_state.pt (epoch 1" in text, text
 
-    collector = project.parent / "collector"
-    run(project.parent, "git", "clone", "-q", str(project.parent / "origin.git"), str(collector))
+    collector = cluster_project.parent / "collector"
+    run(cluster_project.parent, "git", "clone", "-q", str(cluster_project.parent / "origin.git"), str(collector))
     make(collector, "collect", env=cluster)
     shown = run(collector, "dvc", "exp", "show", "--json")
     for run_name in ("smoke-mnist-notebook-s1", KILLED, "smoke-mnist-latent-3-s1", "smoke-mnist-latent-3-s2"):
@@ -216,15 +216,15 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
 
     # the killed-and-resumed run's model, against the same run done without interruption
     resumed = dvc.api.read("models/model.pt", repo=str(collector), rev=KILLED, mode="rb")
-    reference = project.parent / "reference"
-    run(project.parent, "git", "clone", "-q", str(project.parent / "origin.git"), str(reference))
+    reference = cluster_project.parent / "reference"
+    run(cluster_project.parent, "git", "clone", "-q", str(cluster_project.parent / "origin.git"), str(reference))
     run(reference, "dvc", "pull", "--with-deps", "classifier")  # the shared data and classifier; it trains here
     study_run = next(r for r in load_study("smoke", reference / "studies", reference / "params.yaml").runs()
                      if r.name == KILLED)
     run(reference, "dvc", "exp", "run", "-n", "uninterrupted", *study_run.set_params(), "evaluate")
     assert (reference / "models/model.pt").read_bytes() == resumed
 
-    again = make(project, "slurm", *settings, env=cluster)
+    again = make(cluster_project, "slurm", *settings, env=cluster)
     assert "4 of 4 runs are in the origin already" in again and "nothing to submit" in again
     assert "submitted job" not in again
 
@@ -235,18 +235,18 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     assert log.read_text().rstrip().endswith(f"[slurm] {KILLED} is already in the origin: nothing to do")
 
 
-def test_without_sbatch_the_command_for_one_run_is_printed_and_one_line_says_so(project, monkeypatch,
+def test_without_sbatch_the_command_for_one_run_is_printed_and_one_line_says_so(cluster_project, monkeypatch,
                                                                                capsys) -> None:
-    monkeypatch.chdir(project)
+    monkeypatch.chdir(cluster_project)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     study = load_study("smoke")
     with pytest.raises(UserError) as err:
-        submit(study, SlurmOptions(workdir=project.parent / "nowhere"))
+        submit(study, SlurmOptions(workdir=cluster_project.parent / "nowhere"))
     assert str(err.value) == ("sbatch is not on the PATH (no SLURM here): nothing submitted; the command above "
                               "runs run INDEX (0 to 3) of the study on this or any machine")
     by_hand = capsys.readouterr().out.strip()
     assert by_hand.startswith("VAE_JOB_RUNS=") and by_hand.endswith(f"bash {JOB_SCRIPT} INDEX")
-    runs = (project.parent / "nowhere").glob("smoke-*.runs")
+    runs = (cluster_project.parent / "nowhere").glob("smoke-*.runs")
     assert [path.read_text().split() for path in runs] == [[run.name for run in study.runs()]]
     proc = subprocess.run(["bash", "-c", by_hand.replace(" INDEX", " 4")], capture_output=True, text=True)
     assert (proc.returncode, proc.stderr) == (2, "error: study smoke has runs 0 to 3, not 4\n")

@@ -35,14 +35,18 @@ def _problem(data: bytes) -> str | None:
     return None
 
 
+def _decode(data: bytes) -> np.ndarray:
+    """The array of IDX bytes that ``_problem`` passed."""
+    header = 4 + 4 * data[3]
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(struct.unpack(f">{data[3]}I", data[4:header]))
+
+
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     """Decode IDX bytes of unsigned bytes into an array; ``name`` labels an ``IdxFormatError``."""
     problem = _problem(data)
     if problem:
         raise IdxFormatError(f"{name} {problem}")
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return _decode(data)
 
 
 def format_idx(array: np.ndarray) -> bytes:
@@ -70,7 +74,7 @@ def read_idx(path: str | Path, shape: tuple[int | None, ...], stage: str | None 
     problem = _problem(data)
     if problem:
         raise DamagedFile(path, problem, stage)
-    array = parse_idx(data, str(path))
+    array = _decode(data)
     if len(array.shape) != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
         want = "x".join("N" if s is None else str(s) for s in shape)
         raise DamagedFile(path, f"has IDX dimensions {array.shape}, not {want}", stage)

@@ -36,16 +36,17 @@ def stage_params() -> Params:
 
 
 def _left_by_exp_run() -> str:
-    """Under a `dvc exp run` in the workspace, what DVC left in params.yaml and how to get the committed file back.
+    """Under a `dvc exp run` in the workspace, what DVC leaves in params.yaml and how to get the committed file back.
 
     DVC writes the ``-S`` values into params.yaml before it runs any stage and does not undo them
-    when a stage fails; where the new value is as long as the old, `git status` may not show it
-    (git trusts the file's unchanged size and time), and `git checkout -- params.yaml` keeps it.
+    when a stage fails. Where the new value is as wide as the old one, `git status` may not show
+    the change and `git checkout -- params.yaml` may leave it (tested with DVC 3.67);
+    `git show HEAD:params.yaml > params.yaml` rewrites the file whatever git believes.
     """
     if not os.environ.get("DVC_EXP_NAME") or Path(os.environ.get("DVC_ROOT", "")).resolve() != Path.cwd():
         return ""  # not an experiment, or one run in a temporary copy (--queue, --temp): the workspace is untouched
-    return ("; `dvc exp run -S` left that value in params.yaml (`git status` may not show it): "
-            "`git show HEAD:params.yaml > params.yaml` restores the committed file")
+    return ("; a value set with `dvc exp run -S` stays in params.yaml after this failure (`git status` may not "
+            "show it): `git show HEAD:params.yaml > params.yaml` restores the committed file")
 
 
 def _restore_hint(stage: str) -> str:
