@@ -128,3 +128,6 @@ def test_a_standard_one_layer_model_file_does_not_name_the_new_options() -> None
     """Options at their defaults stay out of the config: the notebook's model files keep their bytes."""
     assert VAE(**SMALL).config == SMALL
     assert VAE(**SMALL, prior="vampprior").config == {**SMALL, "prior": "vampprior"}
+    # nor their modules: an empty prior module would still add its own entry to the state dict's _metadata
+    assert {name.split(".")[0] for name in VAE(**SMALL).state_dict()._metadata} == {"", "encoder", "decoder"}
+    assert "prior" in {name.split(".")[0] for name in VAE(**SMALL, prior="vampprior").state_dict()._metadata}
