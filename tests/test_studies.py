@@ -315,6 +315,27 @@ def test_a_difference_without_spread_is_no_bold_zero_width_interval(tmp_path: Pa
     assert "No spread: every run of both gave the same value, so there is no interval." in text
 
 
+def test_a_metric_one_side_does_not_report_is_not_defined_not_one_run(tmp_path: Path) -> None:
+    """A one-layer model has no active_units_lower: its differences are "not defined", never "n = 1", and the
+    means' table prints no "- ± -"."""
+    study = load_study("bad", write_study(tmp_path, "datasets: [MNIST]\nseeds: [1, 2, 3]\nconfigurations:\n"
+                                          "  standard: {}\n  two-layers: {stochastic_layers: 2}\n"
+                                          "  two-layers-b: {stochastic_layers: 2, beta: 2.0}\n"
+                                          "baseline: {two-layers: standard, two-layers-b: two-layers}\n"
+                                          "metrics: [loss, active_units_lower]\n"), REPO / "params.yaml")
+    lower = {"standard": [math.nan] * 3, "two-layers": [30.0, 32.0, 31.0], "two-layers-b": [20.0, 22.0, 21.0]}
+    runs = pd.DataFrame([row(f"bad-mnist-{c}-s{s}", "c1", 100.0 + s, c, s, active_units_lower=lower[c][s - 1])
+                         for c in lower for s in (1, 2, 3)])
+    text = summary(study, runs, {})
+    assert "| MNIST | standard | 3 | 102.00 ± 1.00 | - |" in text
+    assert "| MNIST | two-layers − standard | 0.00 [-2.27, 2.27] | - (not defined) |" in text
+    assert "| MNIST | two-layers-b − two-layers | 0.00 [-2.27, 2.27] | **-10.00 [-12.27, -7.73]** |" in text
+    said = section(text)
+    assert ("- Not defined (the runs of a side do not report the metric): MNIST two-layers − standard "
+            "active_units_lower.") in said
+    assert "n = 1" not in text
+
+
 def test_the_report_says_which_paired_differences_are_resolved(tmp_path: Path) -> None:
     study, runs = variants_runs(VARIANTS, tmp_path)
     runs.loc[runs["configuration"] == "beta-0p5", "fd_samples_latent_density"] = [52.5, 53.5, 52.0]  # +2, +1, +3

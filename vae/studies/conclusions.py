@@ -9,7 +9,8 @@ from vae.studies.statistics import IntervalKind, spread
 # The kinds without a direction, each listed in one item of configurations, in this order.
 UNRESOLVED = ((IntervalKind.NOISE, "Within the noise (the interval contains zero)"),
               (IntervalKind.NO_SPREAD, "No spread (the runs' values do not vary, so there is no interval)"),
-              (IntervalKind.ONE_RUN, "One run (n = 1), so no interval exists"))
+              (IntervalKind.ONE_RUN, "One run (n = 1), so no interval exists"),
+              (IntervalKind.NOT_DEFINED, "Not defined (the runs of a side do not report the metric)"))
 
 
 def _grouped(findings: list[Finding], show: Callable[[Finding], str]) -> str:
@@ -19,14 +20,14 @@ def _grouped(findings: list[Finding], show: Callable[[Finding], str]) -> str:
 
 def _said(findings: list[Finding], direction: Callable[[Finding], str]) -> list[str]:
     """The list items of ``findings``: one per configuration with a resolved difference (its direction and its
-    interval, as the tables print it), then those within the noise, without spread or with one run, grouped."""
+    interval, as the tables print it), then those within the noise, without spread, with one run or not defined, grouped."""
     resolved = [f for f in findings if f.resolved]
     items = [f"- {d}, {c}: " + "; ".join(f"{direction(f)} ({f.interval.text()})" for f in fs) + "."
              for d, c, fs in by_group(resolved)]
     for kind, label in UNRESOLVED:
         some = [f for f in findings if f.comparable and f.interval.kind == kind]
         if some:
-            shown = _grouped(some, (lambda f: f.what.label) if kind == IntervalKind.NOISE
+            shown = _grouped(some, (lambda f: f.what.label) if kind in (IntervalKind.NOISE, IntervalKind.NOT_DEFINED)
                              else (lambda f: f"{f.what.label} {f.interval.number()}"))
             items.append(f"- {label}: {shown}.")
     return items
@@ -63,7 +64,8 @@ def _said_of_published(study: Study, rows: list[PublishedRow]) -> list[str]:
         else:
             compared, value = f"difference to `{r.baseline}` {shown} here, {r.target:+.2f} published", "difference"
         verdict = {IntervalKind.ONE_RUN: "no interval exists with n = 1",
-                   IntervalKind.NO_SPREAD: "no interval exists: no run varies"}.get(
+                   IntervalKind.NO_SPREAD: "no interval exists: no run varies",
+                   IntervalKind.NOT_DEFINED: "no difference is defined: a side's runs do not report it"}.get(
             r.interval.kind, f"the published {value} lies {'inside' if r.inside() == 'yes' else 'outside'} this "
                              "study's 95% interval")
         items.append(f"- {r.dataset}, {r.configuration}, {r.metric}: {compared}; {verdict}.")

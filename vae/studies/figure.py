@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 
 from vae.studies.findings import Finding, baseline_phrase, differences, groups, spread_title
 from vae.studies.spec import Study
-from vae.studies.statistics import decimals
+from vae.studies.statistics import IntervalKind, decimals
 
 
 def _panels(datasets: list[str], metrics: list[str], labels: list[str]) -> tuple[Figure, np.ndarray]:
@@ -26,15 +26,16 @@ def _panels(datasets: list[str], metrics: list[str], labels: list[str]) -> tuple
 
 def _forest(study: Study, findings: list[Finding]) -> Figure:
     """Each configuration's difference to its baseline with its interval: blue where it excludes zero, grey where
-    it contains zero, a diamond where there is none; a likelihood metric of another likelihood is left out."""
+    it contains zero, a diamond where there is none; a likelihood metric of another likelihood is left out, and a
+    metric a side's runs do not report is marked not defined."""
     datasets, metrics, labels = (list(dict.fromkeys(key(f) for f in findings)) for key in
                                  (lambda f: f.dataset, lambda f: f.what.label, lambda f: f.label))
     fig, axes = _panels(datasets, metrics, labels)
     for f in findings:
         ax, y, iv = axes[datasets.index(f.dataset), metrics.index(f.what.label)], labels.index(f.label), f.interval
-        if not f.comparable:
-            ax.text(0.5, y, "left out: other likelihood", transform=ax.get_yaxis_transform(), ha="center",
-                    va="center", fontsize=7, color="0.4")
+        if not f.comparable or iv.kind == IntervalKind.NOT_DEFINED:
+            ax.text(0.5, y, "left out: other likelihood" if not f.comparable else "not defined",
+                    transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=7, color="0.4")
         elif iv.exists:
             ax.errorbar(iv.d, y, xerr=[[iv.d - iv.lo], [iv.hi - iv.d]], fmt="o", ms=4, capsize=3,
                         color="C0" if f.resolved else "0.6")

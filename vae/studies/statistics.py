@@ -3,7 +3,8 @@
 scipy's t tests: a difference of two configurations' means with a Welch interval (unequal
 variances, Welch-Satterthwaite degrees of freedom), a difference of two metrics of the same runs
 with a paired interval, a mean minus a published value with a one-sample interval. With one run
-on a side, or when no run of either side varies ("no spread"), there is no interval.
+on a side, or when no run of either side varies ("no spread"), there is no interval; where a side's runs do
+not report the metric (a one-layer model has no lower layer's active units), no difference is defined.
 """
 
 import math
@@ -23,9 +24,10 @@ MARK = "**"  # a difference whose interval excludes zero is printed in bold
 
 def _t_interval(d: float, samples: tuple[np.ndarray, ...], test: Callable[[], Any],
                 confidence: float) -> tuple[float, float, float]:
-    """``d`` and the bounds of scipy's t ``test``: nan bounds when a sample has one run, ``d, d`` when no
-    sample varies (no spread; scipy's bounds of equal floats, 0.7 against 0.7, differ in their last bits)."""
-    if min(len(s) for s in samples) < 2:
+    """``d`` and the bounds of scipy's t ``test``: nan bounds when a sample has one run or ``d`` is nan (a side
+    without the metric), ``d, d`` when no sample varies (no spread; scipy's bounds of equal floats, 0.7 against
+    0.7, differ in their last bits)."""
+    if math.isnan(d) or min(len(s) for s in samples) < 2:
         return d, math.nan, math.nan
     if all(np.ptp(s) == 0 for s in samples):
         return d, d, d
@@ -64,7 +66,9 @@ def number(x: float, places: int, signed: bool = False) -> str:
 
 
 def spread(values: pd.Series, places: int) -> str:
-    """``mean ± sd`` over the runs, or the mean alone for one run."""
+    """``mean ± sd`` over the runs, the mean alone for one run, or ``-`` where no run reports the metric."""
+    if values.isna().all():
+        return number(math.nan, places)
     mean = number(values.mean(), places)
     return f"{mean} ± {number(values.std(ddof=1), places)}" if len(values) > 1 else mean
 
@@ -73,7 +77,8 @@ class IntervalKind(Enum):
     """What an interval says of its difference; each value is the report's word for it.
 
     ``HIGHER`` or ``LOWER``: the interval excludes zero; ``NOISE``: it contains zero; ``ONE_RUN``
-    and ``NO_SPREAD``: why there is no interval (one run on a side; no run of either side varies).
+    and ``NO_SPREAD``: why there is no interval (one run on a side; no run of either side varies);
+    ``NOT_DEFINED``: a side's runs do not report the metric, so there is no difference.
     """
 
     HIGHER = "higher"
@@ -81,6 +86,7 @@ class IntervalKind(Enum):
     NOISE = "within the noise"
     NO_SPREAD = "no spread"
     ONE_RUN = "n = 1"
+    NOT_DEFINED = "not defined"
 
     @property
     def resolved(self) -> bool:
@@ -90,7 +96,7 @@ class IntervalKind(Enum):
     @property
     def exists(self) -> bool:
         """Whether there is an interval at all."""
-        return self not in (IntervalKind.ONE_RUN, IntervalKind.NO_SPREAD)
+        return self not in (IntervalKind.ONE_RUN, IntervalKind.NO_SPREAD, IntervalKind.NOT_DEFINED)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,8 @@ class Interval:
     @property
     def kind(self) -> IntervalKind:
         """What the interval says: its direction where it excludes zero, else why it cannot tell."""
+        if math.isnan(self.d):
+            return IntervalKind.NOT_DEFINED
         if math.isnan(self.lo):
             return IntervalKind.ONE_RUN
         if self.lo == self.hi:
@@ -126,7 +134,7 @@ class Interval:
         return number(self.d, self.decimals, self.signed)
 
     def text(self) -> str:
-        """``d [lo, hi]``, or ``d (n = 1)`` and ``d (no spread)`` where there is no interval."""
+        """``d [lo, hi]``, or ``d (n = 1)``, ``d (no spread)`` and ``- (not defined)`` where there is none."""
         if not self.exists:
             return f"{self.number()} ({self.kind.value})"
         return f"{self.number()} [{number(self.lo, self.decimals)}, {number(self.hi, self.decimals)}]"
