@@ -20,7 +20,8 @@ def _grouped(findings: list[Finding], show: Callable[[Finding], str]) -> str:
 
 def _said(findings: list[Finding], direction: Callable[[Finding], str]) -> list[str]:
     """The list items of ``findings``: one per configuration with a resolved difference (its direction and its
-    interval, as the tables print it), then those within the noise, without spread, with one run or not defined, grouped."""
+    interval, as the tables print it), then those within the noise, without spread, with one run or not defined,
+    grouped."""
     resolved = [f for f in findings if f.resolved]
     items = [f"- {d}, {c}: " + "; ".join(f"{direction(f)} ({f.interval.text()})" for f in fs) + "."
              for d, c, fs in by_group(resolved)]
