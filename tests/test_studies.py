@@ -316,8 +316,8 @@ def test_a_difference_without_spread_is_no_bold_zero_width_interval(tmp_path: Pa
 
 
 def test_a_metric_one_side_does_not_report_is_not_defined_not_one_run(tmp_path: Path) -> None:
-    """A one-layer model has no active_units_lower: its differences are "not defined", never "n = 1", and the
-    means' table prints no "- ± -"."""
+    """A one-layer model has no active_units_lower: its differences are "not defined", never "n = 1", in the
+    tables, the words and the figure, and the means' table prints no "- ± -"."""
     study = load_study("bad", write_study(tmp_path, "datasets: [MNIST]\nseeds: [1, 2, 3]\nconfigurations:\n"
                                           "  standard: {}\n  two-layers: {stochastic_layers: 2}\n"
                                           "  two-layers-b: {stochastic_layers: 2, beta: 2.0}\n"
@@ -334,6 +334,8 @@ def test_a_metric_one_side_does_not_report_is_not_defined_not_one_run(tmp_path: 
     assert ("- Not defined (the runs of a side do not report the metric): MNIST two-layers − standard "
             "active_units_lower.") in said
     assert "n = 1" not in text
+    _, lower_axis = figure(study, runs).axes  # the figure marks it and draws no point
+    assert [t.get_text() for t in lower_axis.texts] == ["not defined"] and len(lower_axis.containers) == 1
 
 
 def test_the_report_says_which_paired_differences_are_resolved(tmp_path: Path) -> None:
