@@ -27,6 +27,7 @@ def child(mode: str, epochs: int) -> None:
     import torch
 
     from vae.data.split import load_images
+    from vae.model import VAEConfig
     from vae.numerics import configure_torch, report
     from vae.params import load_params
     from vae.runtime.dvc_yaml import PARAMS_FILE
@@ -38,7 +39,7 @@ def child(mode: str, epochs: int) -> None:
     flush_subnormals()
     x, _ = load_images("data/processed/train.npz")
     settings = TrainingSettings.from_params(params)
-    state = TrainState.new(params.model_config(), settings, torch.device("cpu"))
+    state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
     seconds = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from vae.data.split import load_split, to_tensor
+from vae.model import VAEConfig
 from vae.params import validate
 from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
 from vae.runtime.machine import flush_subnormals
@@ -66,8 +67,9 @@ def main() -> None:
     train_npz = next(d for d in read_stage("train").deps if d.endswith("/train.npz"))
     x = to_tensor(load_split(train_npz)[0])
     bias = logit_of_mean(x) if p.output_bias_init == "train_mean" else None
-    runs = {flush: TrainState.new(p.model_config(), settings, torch.device("cpu"), bias) for flush in (False, True)}
-    print(f"{torch.get_num_threads()} threads; {p.model_config()}, batch {p.batch_size}, {len(x)} images")
+    config = VAEConfig.from_params(p)
+    runs = {flush: TrainState.new(config, settings, torch.device("cpu"), bias) for flush in (False, True)}
+    print(f"{torch.get_num_threads()} threads; {config}, batch {p.batch_size}, {len(x)} images")
     for epoch in range(1, args.epochs + 1):
         seconds = {}
         for flush, state in runs.items():

@@ -55,7 +55,7 @@ from torchvision import datasets, transforms
 from benchmarks import bf16_note
 from vae.data.datasets import FILES
 from vae.data.split import load_split, to_tensor
-from vae.model import INPUT_DIM, VAE
+from vae.model import INPUT_DIM, VAE, VAEConfig
 from vae.params import Params, load_params, resolve_device
 from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
 from vae.runtime.machine import flush_subnormals
@@ -118,7 +118,7 @@ def notebook_variant(raw_dir: Path, tmp: Path, p: Params, device: torch.device) 
     train_loader = DataLoader(train_ds, batch_size=p.batch_size, shuffle=True, num_workers=2, pin_memory=True)
     val_loader = DataLoader(val_ds, batch_size=p.batch_size, shuffle=False, num_workers=2, pin_memory=True)
     next(iter(train_loader))  # the notebook reads one batch for the image shape; it draws from the RNG
-    model = VAE(INPUT_DIM, p.hidden_dim, p.latent_dim).to(device)
+    model = VAE(VAEConfig(INPUT_DIM, p.hidden_dim, p.latent_dim)).to(device)
     bce = nn.BCELoss(reduction="sum")
     optimizer = optim.Adam(model.parameters(), lr=p.lr)
 
@@ -150,9 +150,9 @@ def pipeline_variant(train_npz: Path, val_npz: Path, p: Params, device: torch.de
     flushed. The warm-up trains a throwaway model: the measured one starts from the seed's weights."""
     train_x, val_x = (to_tensor(load_split(path)[0], device) for path in (train_npz, val_npz))
     settings = dataclasses.replace(TrainingSettings.from_params(p), precision=precision)
-    spare = TrainState.new(p.model_config(), settings, device)
+    spare = TrainState.new(VAEConfig.from_params(p), settings, device)
     train_epoch(spare, train_x[:WARM_UP_STEPS * settings.batch_size], 1, settings, progress=False)
-    state = TrainState.new(p.model_config(), settings, device)
+    state = TrainState.new(VAEConfig.from_params(p), settings, device)
     return Variant(name, lambda e: train_epoch(state, train_x, e, settings, progress=False),
                    lambda: evaluate_elbo(state.model, val_x, p.seed)["loss"], len(train_x),
                    (train_x.nbytes + val_x.nbytes) / MIB, flush)
@@ -171,7 +171,8 @@ class GemmFloor:
     def of(cls, name: str, p: Params, device: torch.device, dtype: torch.dtype) -> "GemmFloor":
         """The step's products at params.yaml's sizes in ``dtype``, warmed up."""
         with torch.device("meta"):  # shapes only: draws nothing from the global RNG
-            layers = [m for m in VAE(INPUT_DIM, p.hidden_dim, p.latent_dim).modules() if isinstance(m, nn.Linear)]
+            model = VAE(VAEConfig(INPUT_DIM, p.hidden_dim, p.latent_dim))
+            layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
         gen = torch.Generator(device=device).manual_seed(p.seed)
         ops = []
         for i, layer in enumerate(layers):

@@ -10,6 +10,7 @@ import logging
 
 from vae.data.split import load_images
 from vae.io import write_json
+from vae.model import VAEConfig
 from vae.params import resolve_device
 from vae.runtime import interrupt
 from vae.runtime.cli import run_stage, stage_params
@@ -39,7 +40,7 @@ def main(args: argparse.Namespace) -> None:
                             params.save_every)
     output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
     pseudo_inputs = train_x[:params.pseudo_inputs] if params.pseudo_inputs_init == "data" else None
-    state = TrainState.new(params.model_config(), settings, device, output_bias=output_bias,
+    state = TrainState.new(VAEConfig.from_params(params), settings, device, output_bias=output_bias,
                            pseudo_inputs=pseudo_inputs)
     saved = record.resume(key, settings.num_epochs)
     if saved is not None:

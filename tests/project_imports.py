@@ -91,13 +91,13 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 
 def params_read(files: set[str], root: Path, fields: set[str], expansions: dict[str, set[str]]) -> set[str]:
     """The params keys that code in ``files`` reads: ``params.<key>`` for each key in ``fields``, and
-    the keys behind each call named in ``expansions`` (``from_params``: every field it copies)."""
+    the keys behind each call named in ``expansions`` (``TrainingSettings.from_params``: every field it copies)."""
     keys: set[str] = set()
     for path in files:
         for node in ast.walk(ast.parse((root / path).read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params" \
                     and node.attr in fields:
                 keys.add(node.attr)
-            if isinstance(node, ast.Attribute) and node.attr in expansions:
-                keys |= expansions[node.attr]
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                keys |= expansions.get(f"{node.value.id}.{node.attr}", set())
     return keys

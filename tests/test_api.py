@@ -7,7 +7,7 @@ import pytest
 
 import vae
 from vae.api import BadFile, NotFound
-from vae.model import VAE, save_model
+from vae.model import VAE, VAEConfig, save_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def test_a_missing_or_damaged_file_in_the_working_tree(outside: Path) -> None:
     with pytest.raises(ValueError) as info:
         vae.load_model("empty.pt")
     assert isinstance(info.value, BadFile) and str(info.value).startswith("empty.pt is empty (0 bytes)")
-    save_model(outside / "ok.pt", VAE(hidden_dim=8, latent_dim=2))
+    save_model(outside / "ok.pt", VAE(VAEConfig(hidden_dim=8, latent_dim=2)))
     assert vae.load_model("ok.pt").latent_dim == 2
 
 

@@ -19,7 +19,8 @@ from dvc.utils.serialize import parse_yaml
 
 from tests import rerun_table
 from tests.project_imports import PROJECT_PACKAGES, import_closure, params_read
-from vae.params import MODEL_DEFAULTS, Params
+from vae.model import VAEConfig
+from vae.params import Params
 from vae.runtime.dvc_yaml import read_stage, stage_names
 from vae.training import TrainingSettings
 
@@ -91,16 +92,16 @@ def test_each_stage_lists_exactly_the_project_modules_it_imports(stage: str) -> 
 
 def params_problems(dvc_yaml: Path, stage: str) -> list[str]:
     """How ``stage``'s ``params:`` in ``dvc_yaml`` differ from the keys its code reads (``params.<key>``,
-    and every key behind ``TrainingSettings.from_params`` and ``Params.model_config``). check-params
+    and every key behind ``TrainingSettings.from_params`` and ``VAEConfig.from_params``). check-params
     reads them all by design: params.yaml itself is its dep."""
     if stage == "check-params":
         return []
     root, spec = dvc_yaml.parent, read_stage(stage, dvc_yaml)
     module = shlex.split(spec.cmd)[2]
-    readers = {"from_params": {field.name for field in dataclasses.fields(TrainingSettings)},
-               "model_config": {"hidden_dim", "latent_dim", *MODEL_DEFAULTS}}
-    read = params_read(import_closure(module, root) - {"vae/params.py"}, root,
-                       {field.name for field in dataclasses.fields(Params)}, readers)
+    params = {field.name for field in dataclasses.fields(Params)}
+    readers = {f"{reader.__name__}.from_params": {field.name for field in dataclasses.fields(reader)} & params
+               for reader in (TrainingSettings, VAEConfig)}
+    read = params_read(import_closure(module, root) - {"vae/params.py"}, root, params, readers)
     return ([f"{stage}: dvc.yaml's params lack {key}, which `python -m {module}` reads" for key in sorted(
         read - set(spec.params))]
             + [f"{stage}: dvc.yaml lists param {key}, which `python -m {module}` never reads" for key in sorted(

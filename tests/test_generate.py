@@ -11,7 +11,7 @@ from torch import nn
 from vae.figures import latent_scatter, loss_curve, reconstruction_grid, save_grid
 from vae.generate import interpolations, manifold, pick_pairs, prior_samples, traversals
 from vae.latents import latent_table, projections
-from vae.model import VAE
+from vae.model import VAE, VAEConfig
 
 
 class Echo(nn.Module):
@@ -23,7 +23,7 @@ class Echo(nn.Module):
 
 def small_model(latent_dim: int = 2) -> VAE:
     torch.manual_seed(0)
-    return VAE(hidden_dim=16, latent_dim=latent_dim).eval()
+    return VAE(VAEConfig(hidden_dim=16, latent_dim=latent_dim)).eval()
 
 
 def test_manifold_covers_the_prior_in_equal_steps_of_probability() -> None:

@@ -12,7 +12,7 @@ from vae.data.split import to_tensor
 from vae.errors import UserError
 from vae.latent_density import LatentDensity, fit_latent_density, load_latent_density, save_latent_density
 from vae.metrics import sample_quality
-from vae.model import encode
+from vae.model import VAEConfig, encode
 from vae.training import TrainingSettings, TrainState, train_epoch
 
 TRUE = LatentDensity(weights=np.array([0.5, 0.3, 0.2]),
@@ -89,7 +89,7 @@ def test_samples_from_the_density_score_better_than_the_prior_s(mnist_test_set) 
     x, y = to_tensor(images[:6000]), torch.as_tensor(labels[:6000], dtype=torch.int64)
     train, held_out = x[:5000], x[5000:]
     settings = TrainingSettings(batch_size=100, seed=0, beta=0.02)
-    state = TrainState.new({"hidden_dim": 128, "latent_dim": 2}, settings, torch.device("cpu"))
+    state = TrainState.new(VAEConfig(hidden_dim=128, latent_dim=2), settings, torch.device("cpu"))
     for epoch in range(1, 6):
         train_epoch(state, train, epoch, settings, progress=False)
     model = state.model.eval()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.project_imports import import_graph, imported_modules, project_modules
-from vae.model import VAE, save_model
+from vae.model import VAE, VAEConfig, save_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def test_the_layer_check_and_the_cycle_check_can_fail(tmp_path: Path) -> None:
 
 
 def test_loading_a_model_through_the_api_loads_neither_matplotlib_nor_pandas(tmp_path: Path) -> None:
-    save_model(tmp_path / "model.pt", VAE(hidden_dim=8))
+    save_model(tmp_path / "model.pt", VAE(VAEConfig(hidden_dim=8)))
     code = ("import sys, vae\n"
             f"model = vae.load_model({str(tmp_path / 'model.pt')!r})\n"
             "print(model.latent_dim, sorted(m for m in ('matplotlib', 'pandas', 'dvc') if m in sys.modules))\n")

@@ -24,13 +24,13 @@ from vae.metrics import (
     reconstruction_mse,
     variance_of_means,
 )
-from vae.model import VAE, encode, gaussian_kl, reparameterize
+from vae.model import VAE, VAEConfig, encode, gaussian_kl, reparameterize
 from vae.training import TrainingSettings, TrainState, evaluate_elbo, train_epoch
 
 
 def small_model(latent_dim: int = 4, hidden_dim: int = 32, seed: int = 0) -> VAE:
     torch.manual_seed(seed)
-    return VAE(hidden_dim=hidden_dim, latent_dim=latent_dim).eval()
+    return VAE(VAEConfig(hidden_dim=hidden_dim, latent_dim=latent_dim)).eval()
 
 
 def images(n: int, seed: int = 1) -> torch.Tensor:
@@ -179,7 +179,7 @@ def test_reconstruction_mse_is_the_summed_squared_error_per_image_at_the_mean():
 def one_active_unit_model(likelihood: str) -> VAE:
     """A small model whose encoder uses its first latent dimension only (the others' means are constant)."""
     torch.manual_seed(0)
-    model = VAE(hidden_dim=32, latent_dim=3, likelihood=likelihood).eval()
+    model = VAE(VAEConfig(hidden_dim=32, latent_dim=3, likelihood=likelihood)).eval()
     with torch.no_grad():
         model.encoder.fc_mu.weight[1:] = 0
         model.encoder.fc_mu.bias[1:] = 0.5
@@ -229,7 +229,7 @@ def test_probes_beat_chance_on_a_briefly_trained_vae(mnist_test_set):
     raw, labels = mnist_test_set
     x = to_tensor(raw[:6000])
     settings = TrainingSettings(batch_size=100, seed=0)
-    state = TrainState.new({"hidden_dim": 256, "latent_dim": 8}, settings, torch.device("cpu"))
+    state = TrainState.new(VAEConfig(hidden_dim=256, latent_dim=8), settings, torch.device("cpu"))
     for epoch in range(1, 5):  # 4 epochs of 50 batches
         train_epoch(state, x[:5000], epoch, settings, progress=False)
     train_z, _ = encode(state.model, x[:5000])

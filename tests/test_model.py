@@ -6,11 +6,22 @@ import pytest
 import torch
 from torch import nn
 
-from vae.model import VAE, gaussian_kl, images, negative_elbo, reparameterize, vae_loss
+from vae.errors import DamagedFile
+from vae.model import (
+    VAE,
+    VAEConfig,
+    gaussian_kl,
+    images,
+    load_model,
+    negative_elbo,
+    reparameterize,
+    save_model,
+    vae_loss,
+)
 
 
 def test_shapes_and_notebook_parameter_names() -> None:
-    model = VAE(784, 512, 2)
+    model = VAE(VAEConfig(784, 512, 2))
     x = torch.rand(5, 1, 28, 28)  # the notebook feeds image batches; flat rows work too
     x_hat, mu, logvar, z = model(x)
     assert x_hat.shape == (5, 784) and images(x_hat).shape == (5, 1, 28, 28)
@@ -53,7 +64,7 @@ def test_loss_sums_over_the_batch() -> None:
 
 def test_recon_is_the_notebooks_bce_of_the_decoder_output_and_exact_where_sigmoid_saturates() -> None:
     torch.manual_seed(0)
-    model, x = VAE(784, 32, 2), torch.rand(8, 784).pow(3)
+    model, x = VAE(VAEConfig(784, 32, 2)), torch.rand(8, 784).pow(3)
     z = torch.randn(8, 2)
     notebook = nn.BCELoss(reduction="sum")(model.decoder(z), x)
     _, recon, _ = vae_loss(x, model.decoder.logits(z), torch.zeros(8, 2), torch.zeros(8, 2))
@@ -68,7 +79,7 @@ def test_recon_is_the_notebooks_bce_of_the_decoder_output_and_exact_where_sigmoi
 
 def test_negative_elbo_is_the_loss_of_the_models_own_forward_pass() -> None:
     torch.manual_seed(0)
-    model, x = VAE(784, 32, 3), torch.rand(5, 784)
+    model, x = VAE(VAEConfig(784, 32, 3)), torch.rand(5, 784)
     x_hat, mu, logvar, _ = model(x, torch.Generator().manual_seed(7))
     want = vae_loss(x, torch.logit(x_hat.double()), mu.double(), logvar.double())
     got = negative_elbo(model, x, torch.Generator().manual_seed(7))
@@ -82,3 +93,32 @@ def test_reparameterize_draws_from_the_posterior_and_follows_the_generator() -> 
     assert z.mean().item() == pytest.approx(2.0, abs=0.02)
     assert z.std().item() == pytest.approx(0.5, abs=0.02)
     assert torch.equal(z, reparameterize(mu, logvar, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("config", [VAEConfig(), VAEConfig(hidden_dim=8, latent_dim=3, architecture="conv"),
+                                    VAEConfig(hidden_dim=8, activation="gated", prior="vampprior", pseudo_inputs=3,
+                                              stochastic_layers=2, lower_latent_dim=4, likelihood="binarized")])
+def test_a_model_file_round_trips_its_config(tmp_path, config) -> None:
+    model = VAE(config)
+    save_model(tmp_path / "model.pt", model)
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.config == config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_model_file_of_the_notebook_era_loads(tmp_path) -> None:
+    """Files written before VAEConfig (and the notebook's) store a plain dict of the non-default options."""
+    old = VAE(VAEConfig(hidden_dim=16, latent_dim=2, likelihood="binarized"))
+    torch.save({"config": {"input_dim": 784, "hidden_dim": 16, "latent_dim": 2, "likelihood": "binarized"},
+                "model": old.state_dict()}, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").config == old.config
+    assert VAE().config.to_dict() == {"input_dim": 784, "hidden_dim": 512, "latent_dim": 2}  # the default file's
+
+
+def test_a_model_file_with_an_unknown_option_is_one_line(tmp_path) -> None:
+    torch.save({"config": {"input_dim": 784, "hidden_dim": 16, "latent_dim": 2, "flows": 4},
+                "model": VAE(VAEConfig(hidden_dim=16)).state_dict()}, tmp_path / "new.pt")
+    with pytest.raises(DamagedFile) as info:
+        load_model(tmp_path / "new.pt")
+    assert "stores model options this code does not know (flows)" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -19,6 +19,7 @@ import torch
 from tests.test_train_stage import digests, make_workdir, train
 from vae import numerics
 from vae.errors import UserError
+from vae.model import VAEConfig
 from vae.params import Params, validate
 from vae.runtime.dvc_yaml import read_stage, stage_names
 from vae.runtime.machine import environment
@@ -53,7 +54,7 @@ def train_golden_model() -> str:
     threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     numerics.configure_torch("portable", 1)
     try:
-        state = TrainState.new(params.model_config(), settings, torch.device("cpu"))
+        state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
         fit(state, x, x[:500], settings, progress=False)
     finally:
         torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal
 
 from vae.errors import UserError
-from vae.model import VAE, batch_objective, gaussian_kl, log_weights, negative_elbo, posterior_noise
+from vae.model import VAE, VAEConfig, batch_objective, gaussian_kl, log_weights, negative_elbo, posterior_noise
 from vae.params import load_params, validate
 from vae.training import HISTORY_COLUMNS, OBJECTIVE_COLUMN, TrainingSettings, TrainState, evaluate_elbo, fit
 
@@ -21,14 +21,14 @@ PARAMS_YAML = Path(__file__).resolve().parent.parent / "params.yaml"
 
 def model_and_images(seed: int = 0) -> tuple[VAE, torch.Tensor]:
     torch.manual_seed(seed)
-    model = VAE(**CONFIG)
+    model = VAE(VAEConfig(**CONFIG))
     return model, torch.rand(5, 784, generator=torch.Generator().manual_seed(seed + 1)).pow(3)
 
 
 def reference_terms(model: VAE, x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(x|z) and log w of the k samples the objective draws from ``seed``, in float64 with torch.distributions."""
     eps = torch.randn((len(x), k, model.latent_dim), generator=torch.Generator().manual_seed(seed)).double()
-    m = VAE(**CONFIG).double()
+    m = VAE(VAEConfig(**CONFIG)).double()
     m.load_state_dict(model.state_dict())
     with torch.no_grad():
         mu, logvar = m.encoder(x.double())
@@ -116,7 +116,7 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
     Constant learning rate, KL weight 1.
     """
     torch.manual_seed(settings.seed)
-    model = VAE(**CONFIG)
+    model = VAE(VAEConfig(**CONFIG))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=True)
     order_gen = torch.Generator().manual_seed(settings.seed)
     noise_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -147,13 +147,13 @@ def reference_fit(x: torch.Tensor, val_x: torch.Tensor, settings: TrainingSettin
 def test_the_default_objective_trains_exactly_as_the_notebooks_step() -> None:
     """elbo with one sample takes the notebook's path (analytic KL): the same weights and losses, bit for bit."""
     settings = TrainingSettings(batch_size=16, num_epochs=2, seed=3)  # 70 images: a last batch of 6
-    notebook = VAE(**CONFIG)
+    notebook = VAE(VAEConfig(**CONFIG))
     assert not settings.uses_log_weights(notebook)
     assert TrainingSettings(train_samples=2).uses_log_weights(notebook)
     assert TrainingSettings(objective="iwae").uses_log_weights(notebook)
-    assert settings.uses_log_weights(VAE(**CONFIG, prior="vampprior", pseudo_inputs=3))
+    assert settings.uses_log_weights(VAE(VAEConfig(**CONFIG, prior="vampprior", pseudo_inputs=3)))
     x, val_x = (torch.rand(n, 784, generator=torch.Generator().manual_seed(n)).pow(3) for n in (70, 20))
-    state = fit(TrainState.new(CONFIG, settings, CPU), x, val_x, settings, progress=False)
+    state = fit(TrainState.new(VAEConfig(**CONFIG), settings, CPU), x, val_x, settings, progress=False)
     model, history = reference_fit(x, val_x, settings)
     assert state.history == history and tuple(history[0]) == HISTORY_COLUMNS
     weights, reference = state.model.state_dict(), model.state_dict()
@@ -164,11 +164,11 @@ def test_a_log_weight_run_records_its_objective_and_resumes_from_the_table() -> 
     """The objective column is the per-image mean of the loss the steps minimized, and it survives a resume."""
     settings = TrainingSettings(batch_size=2, num_epochs=2, seed=0, objective="iwae", train_samples=3)
     x = model_and_images()[1]
-    state = fit(TrainState.new(CONFIG, settings, CPU), x, x, settings, progress=False)
+    state = fit(TrainState.new(VAEConfig(**CONFIG), settings, CPU), x, x, settings, progress=False)
     assert state.history == reference_fit(x, x, settings)[1]
     assert state.history_columns() == (*HISTORY_COLUMNS, OBJECTIVE_COLUMN)
     saved = state.to_dict("key")
-    other = TrainState.new(CONFIG, TrainingSettings(seed=1), CPU)
+    other = TrainState.new(VAEConfig(**CONFIG), TrainingSettings(seed=1), CPU)
     other.load_dict(saved)
     assert other.history == state.history
 

@@ -1,5 +1,7 @@
 """params.yaml validation: every bad value is one line naming the key, the value and what is allowed."""
 
+import dataclasses
+import math
 import os
 import re
 import subprocess
@@ -11,7 +13,8 @@ import torch
 import yaml
 
 from vae.errors import UserError
-from vae.params import load_params, resolve_device, validate
+from vae.model import VAEConfig
+from vae.params import DECLARATIONS, Device, Interval, Options, Params, load_params, resolve_device, validate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,16 +162,15 @@ def test_the_iwae_papers_settings_are_valid(raw):
                lr_schedule="iwae", lr_schedule_epochs=3280, num_epochs=3280, batch_size=20,
                output_bias_init="train_mean", iwae_k=5000)
     params = validate(raw)
-    assert params.model_config() == {"hidden_dim": 200, "latent_dim": 50, "hidden_layers": 2, "activation": "tanh",
-                                     "architecture": "mlp", "likelihood": "binarized", "prior": "standard",
-                                     "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
+    assert VAEConfig.from_params(params) == VAEConfig(hidden_dim=200, latent_dim=50, activation="tanh",
+                                                      likelihood="binarized")
 
 
 def test_the_vampprior_papers_hvae_is_valid(raw):
     """The VampPrior paper's two-layer model with gated layers and its prior, from params alone."""
     raw.update(likelihood="binarized", hidden_dim=300, activation="gated", latent_dim=40, prior="vampprior",
                stochastic_layers=2, lower_latent_dim=40, lr=5e-4, batch_size=100, kl_warmup_epochs=20)
-    assert validate(raw).model_config()["prior"] == "vampprior"
+    assert VAEConfig.from_params(validate(raw)).prior == "vampprior"
 
 
 @pytest.mark.parametrize(("changes", "words"), [
@@ -291,3 +293,70 @@ def test_params_that_only_fail_together_are_refused_in_one_line(changes: dict[st
     with pytest.raises(UserError) as info:
         validate(raw)
     assert str(info.value) == f"params.yaml: {message}"
+
+
+def params_yaml_lines() -> dict[str, tuple[str, str]]:
+    """Each key of the committed params.yaml -> (its value as written, its comment), from the file's text."""
+    found = {}
+    for line in (REPO_ROOT / "params.yaml").read_text().splitlines():
+        if line and not line.startswith("#"):
+            entry, _, comment = line.partition("#")
+            key, _, value = entry.partition(":")
+            found[key.strip()] = (value.strip(), comment.strip())
+    return found
+
+
+def test_params_yaml_says_each_declared_meaning_and_default() -> None:
+    """A param is one declaration (vae.params.param): params.yaml holds its key with the declared default as the
+    value and the declared meaning as the comment on its line, so neither can drift from the code."""
+    lines = params_yaml_lines()
+    assert list(lines) == list(DECLARATIONS), "params.yaml's keys, in order, are the declared params"
+    committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for name, declared in DECLARATIONS.items():
+        assert committed[name] == declared.default, f"params.yaml's {name} is not its declared default"
+        assert lines[name][1] == declared.meaning, f"params.yaml's comment on {name} is not its declared meaning"
+
+
+@pytest.mark.parametrize(("constraint", "allowed", "refused", "words"), [
+    (Interval(int, 0), [1, 10**9], [0, -1], "an integer > 0"),
+    (Interval(int, 0, closed="left", note="0: none"), [0, 5], [-1], "an integer >= 0 (0: none)"),
+    (Interval(int, 0, 2**32, closed="left"), [0, 2**32 - 1], [-1, 2**32], "an integer in [0, 2**32)"),
+    (Interval(int, 2, 10, closed="both"), [2, 10], [1, 11], "an integer in [2, 10]"),
+    (Interval(int, 2, 10, closed="right"), [3, 10], [2, 11], "an integer in (2, 10]"),
+    (Interval(float, 0), [1e-300, 5.0], [0.0, -1.0, math.inf, math.nan], "a finite number > 0"),
+    (Interval(float, 0, closed="left"), [0.0, 2.5], [-1e-9, math.inf], "a finite number >= 0"),
+    (Interval(float, 0, 1), [0.5, 1e-9], [0.0, 1.0, math.nan], "a number strictly between 0 and 1"),
+    (Interval(float, 0.5, 1, closed="both"), [0.5, 1.0], [0.4, 1.1], "a number in [0.5, 1]"),
+    (Options(str, ("mlp", "conv")), ["mlp", "conv"], ["MLP", ""], "one of mlp, conv"),
+    (Options(int, (1, 2, 4)), [1, 4], [3, 0], "1, 2 or 4"),
+    (Device(), ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"], ["cuda:", "cuda:x", "CPU", "tpu", "mps:0"],
+     "auto, cpu, cuda, cuda:N or mps"),
+])
+def test_a_constraint_is_its_check_and_its_words(constraint, allowed, refused, words) -> None:
+    """The error line's words come from the same object as the check, at each end of a range."""
+    assert [constraint.allows(v) for v in allowed] == [True] * len(allowed)
+    assert [constraint.allows(v) for v in refused] == [False] * len(refused)
+    assert str(constraint) == words
+
+
+def test_every_declaration_allows_its_default_and_has_one_line_of_meaning() -> None:
+    for name, declared in DECLARATIONS.items():
+        assert declared.constraint.kind is declared.kind and declared.constraint.allows(declared.default), name
+        assert declared.meaning and "\n" not in declared.meaning, name
+    assert Params() == validate(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+
+
+def test_a_missing_key_says_what_is_allowed_and_its_default(raw) -> None:
+    del raw["lr"]
+    with pytest.raises(UserError) as info:
+        validate(raw)
+    assert str(info.value) == "params.yaml: missing key 'lr'; add it (a finite number > 0; the default is 0.001)"
+
+
+def test_the_model_config_holds_every_model_option_of_the_params() -> None:
+    """VAEConfig's fields are declared params (but the input size, which the data gives), with their defaults."""
+    config = VAEConfig()
+    for spec in dataclasses.fields(VAEConfig):
+        if spec.name != "input_dim":
+            assert getattr(config, spec.name) == DECLARATIONS[spec.name].default, spec.name
+    assert VAEConfig.from_params(Params()) == config

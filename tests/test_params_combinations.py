@@ -41,7 +41,6 @@ from vae.params import (
     IWAE_EPOCHS,
     LIKELIHOOD_NAMES,
     LR_SCHEDULES,
-    MODEL_DEFAULTS,
     OBJECTIVES,
     PRECISIONS,
     PRIORS,
@@ -49,6 +48,7 @@ from vae.params import (
     TEST_SET_SIZE,
     TRAIN_SET_SIZE,
     Params,
+    default,
 )
 from vae.runtime.dvc_yaml import read_stage, stage_names
 
@@ -120,7 +120,7 @@ def params_files(draw: st.DrawFn) -> dict[str, object]:
         "likelihood": draw(st.sampled_from(LIKELIHOOD_NAMES)),
         "beta": draw(only_with(elbo, 1.0, st.floats(0, 2))),
         "kl_warmup_epochs": draw(only_with(elbo, 0, sometimes(st.integers(0, num_epochs), st.just(num_epochs + 1)))),
-        "hidden_layers": draw(only_with(mlp, MODEL_DEFAULTS["hidden_layers"], st.integers(1, 3))),
+        "hidden_layers": draw(only_with(mlp, default("hidden_layers"), st.integers(1, 3))),
         "activation": draw(st.sampled_from(ACTIVATION_NAMES) if mlp
                            else only_with(False, "relu", st.sampled_from(ACTIVATION_NAMES))),
         "adam_eps": draw(st.floats(1e-10, 1e-4)),
@@ -130,10 +130,10 @@ def params_files(draw: st.DrawFn) -> dict[str, object]:
         "train_samples": draw(st.integers(1, 3)),
         "precision": draw(only_with(native, "32-true", st.sampled_from(PRECISIONS))),
         "threads": draw(st.integers(1, 2)),
-        "pseudo_inputs": draw(only_with(vampprior, MODEL_DEFAULTS["pseudo_inputs"],
+        "pseudo_inputs": draw(only_with(vampprior, default("pseudo_inputs"),
                                          st.one_of(st.integers(1, 20), st.integers(1, 400)))),
         "pseudo_inputs_init": draw(only_with(vampprior, "random", st.sampled_from(PSEUDO_INPUT_INITS))),
-        "lower_latent_dim": draw(only_with(two_layers, MODEL_DEFAULTS["lower_latent_dim"], st.integers(1, 4))),
+        "lower_latent_dim": draw(only_with(two_layers, default("lower_latent_dim"), st.integers(1, 4))),
     }
 
 

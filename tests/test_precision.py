@@ -16,7 +16,7 @@ import yaml
 import vae.training
 from vae.errors import UserError
 from vae.metrics import evaluate, iwae_bound
-from vae.model import VAE, batch_objective, gaussian_kl, negative_elbo
+from vae.model import VAE, VAEConfig, batch_objective, gaussian_kl, negative_elbo
 from vae.params import PRECISIONS, validate
 from vae.runtime import machine
 from vae.training import TrainingSettings, TrainState, evaluate_elbo, forward_precision, train_epoch
@@ -34,7 +34,7 @@ def images(n: int, seed: int) -> torch.Tensor:
 def trained(precision: str) -> tuple[TrainState, dict[str, float]]:
     """A small model after one epoch of 4 batches in ``precision``, and the epoch's losses."""
     settings = TrainingSettings(batch_size=32, seed=0, precision=precision)
-    state = TrainState.new(CONFIG, settings, CPU)
+    state = TrainState.new(VAEConfig(**CONFIG), settings, CPU)
     return state, train_epoch(state, images(128, seed=1), 1, settings, progress=False)
 
 
@@ -79,7 +79,7 @@ def test_32_true_runs_without_autocast_and_bf16_mixed_trains_in_float32_state(mo
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_the_networks_return_float32_under_autocast(architecture: str) -> None:
     torch.manual_seed(0)
-    model, x = VAE(**CONFIG, architecture=architecture), images(4, seed=1)
+    model, x = VAE(VAEConfig(**CONFIG, architecture=architecture)), images(4, seed=1)
     with forward_precision("bf16-mixed", CPU):
         assert model.encoder.net(x).dtype == torch.bfloat16  # the layers inside do run in bfloat16
         mu, logvar = model.encoder(x)
@@ -110,7 +110,7 @@ def test_evaluation_is_float32_whatever_the_training_precision() -> None:
     with forward_precision("bf16-mixed", CPU):  # the check can fail: the same numbers under autocast miss
         assert evaluate_elbo(model, x, seed=5) != pytest.approx(want, rel=1e-5)
     assert iwae_bound(model, x, 3, torch.Generator().manual_seed(0), progress=False).dtype == torch.float32
-    fresh = VAE(**model.config)
+    fresh = VAE(model.config)
     fresh.load_state_dict(model.state_dict())
     metrics, table = evaluate(model, x, y, x, y, k=3, seed=5, progress=False)
     fresh_metrics, fresh_table = evaluate(fresh, x, y, x, y, k=3, seed=5, progress=False)

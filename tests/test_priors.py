@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from vae.metrics import iwae_bound
-from vae.model import VAE, GatedDense, batch_objective, log_weight_terms, negative_elbo, posterior_noise
+from vae.model import VAE, GatedDense, VAEConfig, batch_objective, log_weight_terms, negative_elbo, posterior_noise
 from vae.priors import diagonal_normal_log_prob, mixture_log_prob
 from vae.training import TrainingSettings, TrainState, train_epoch
 
@@ -33,7 +33,7 @@ def test_the_mixture_density_is_the_mean_of_its_components_densities() -> None:
 
 def test_the_vampprior_is_the_encoders_posterior_mixture_at_its_pseudo_inputs() -> None:
     torch.manual_seed(0)
-    model = VAE(**SMALL, prior="vampprior", pseudo_inputs=4)
+    model = VAE(VAEConfig(**SMALL, prior="vampprior", pseudo_inputs=4))
     u = model.prior.images()
     assert u.shape == (4, 784) and u.min() >= 0 and u.max() <= 1  # images, through the hard tanh
     mu, logvar = model.encoder(u)
@@ -44,7 +44,7 @@ def test_the_vampprior_is_the_encoders_posterior_mixture_at_its_pseudo_inputs() 
 
 def test_a_vampprior_sample_is_a_draw_from_one_pseudo_inputs_posterior() -> None:
     torch.manual_seed(0)
-    model = VAE(**SMALL, prior="vampprior", pseudo_inputs=1)
+    model = VAE(VAEConfig(**SMALL, prior="vampprior", pseudo_inputs=1))
     z = model.sample_prior(20_000, torch.Generator().manual_seed(1))
     mu, logvar = model.encoder(model.prior.images())
     torch.testing.assert_close(z.mean(0), mu[0], atol=0.05, rtol=0)
@@ -54,17 +54,17 @@ def test_a_vampprior_sample_is_a_draw_from_one_pseudo_inputs_posterior() -> None
 def test_pseudo_inputs_start_at_training_images_when_asked() -> None:
     x = images(4)
     settings = TrainingSettings(seed=1)
-    state = TrainState.new({**SMALL, "prior": "vampprior", "pseudo_inputs": 4}, settings, torch.device("cpu"),
+    state = TrainState.new(VAEConfig(**SMALL, prior="vampprior", pseudo_inputs=4), settings, torch.device("cpu"),
                            pseudo_inputs=x)
     assert (state.model.prior.pseudo_inputs - x).abs().max() < 0.1  # the images plus N(0, 0.01) noise
-    random = TrainState.new({**SMALL, "prior": "vampprior", "pseudo_inputs": 4}, settings, torch.device("cpu"))
+    random = TrainState.new(VAEConfig(**SMALL, prior="vampprior", pseudo_inputs=4), settings, torch.device("cpu"))
     assert abs(float(random.model.prior.pseudo_inputs.detach().mean()) - 0.05) < 0.01
 
 
 def test_the_two_layer_log_weight_is_its_five_terms() -> None:
     """log p(x|z1,z2) + log p(z1|z2) + log p(z2) - log q(z1|x,z2) - log q(z2|x), from the same noise."""
     torch.manual_seed(0)
-    model = VAE(**SMALL, stochastic_layers=2, lower_latent_dim=2, likelihood="binarized")
+    model = VAE(VAEConfig(**SMALL, stochastic_layers=2, lower_latent_dim=2, likelihood="binarized"))
     x = images(5)
     mu, logvar = model.encoder(x)
     eps = posterior_noise(mu, torch.Generator().manual_seed(3), 4, model.noise_dim)
@@ -88,7 +88,7 @@ def test_the_two_layer_log_weight_is_its_five_terms() -> None:
                                     {"stochastic_layers": 2, "prior": "vampprior", "pseudo_inputs": 5}])
 def test_without_a_closed_form_kl_the_elbo_is_the_one_sample_estimate_and_the_bound_tightens(config) -> None:
     torch.manual_seed(0)
-    model = VAE(**SMALL, **config, likelihood="binarized")
+    model = VAE(VAEConfig(**SMALL, **config, likelihood="binarized"))
     assert not model.analytic_kl
     x = images(50)
     loss, recon, kl = negative_elbo(model, x, torch.Generator().manual_seed(1))
@@ -107,8 +107,8 @@ def test_the_vampprior_and_both_layers_learn() -> None:
     """One epoch moves every parameter, the pseudo-inputs included, and lowers the loss."""
     x = images(400)
     settings = TrainingSettings(batch_size=50, lr=3e-3, seed=2)
-    state = TrainState.new({**SMALL, "stochastic_layers": 2, "prior": "vampprior", "pseudo_inputs": 8,
-                            "activation": "gated"}, settings, torch.device("cpu"))
+    config = VAEConfig(**SMALL, stochastic_layers=2, prior="vampprior", pseudo_inputs=8, activation="gated")
+    state = TrainState.new(config, settings, torch.device("cpu"))
     before = {name: p.detach().clone() for name, p in state.model.named_parameters()}
     first = train_epoch(state, x, 1, settings, progress=False)
     second = train_epoch(state, x, 2, settings, progress=False)
@@ -121,13 +121,13 @@ def test_a_gated_dense_layer_is_a_linear_map_gated_by_a_sigmoid() -> None:
     layer, x = GatedDense(4, 3), torch.randn(2, 4)
     want = (x @ layer.h.weight.T + layer.h.bias) * torch.sigmoid(x @ layer.g.weight.T + layer.g.bias)
     torch.testing.assert_close(layer(x), want)
-    assert sum(isinstance(m, GatedDense) for m in VAE(**SMALL, activation="gated").encoder.modules()) == 2
+    assert sum(isinstance(m, GatedDense) for m in VAE(VAEConfig(**SMALL, activation="gated")).encoder.modules()) == 2
 
 
 def test_a_standard_one_layer_model_file_does_not_name_the_new_options() -> None:
     """Options at their defaults stay out of the config: the notebook's model files keep their bytes."""
-    assert VAE(**SMALL).config == SMALL
-    assert VAE(**SMALL, prior="vampprior").config == {**SMALL, "prior": "vampprior"}
+    assert VAE(VAEConfig(**SMALL)).config.to_dict() == SMALL
+    assert VAE(VAEConfig(**SMALL, prior="vampprior")).config.to_dict() == {**SMALL, "prior": "vampprior"}
     # nor their modules: an empty prior module would still add its own entry to the state dict's _metadata
-    assert {name.split(".")[0] for name in VAE(**SMALL).state_dict()._metadata} == {"", "encoder", "decoder"}
-    assert "prior" in {name.split(".")[0] for name in VAE(**SMALL, prior="vampprior").state_dict()._metadata}
+    assert {name.split(".")[0] for name in VAE(VAEConfig(**SMALL)).state_dict()._metadata} == {"", "encoder", "decoder"}
+    assert "prior" in {name.split(".")[0] for name in VAE(VAEConfig(**SMALL, prior="vampprior")).state_dict()._metadata}

@@ -16,7 +16,7 @@ from vae.data.split import to_tensor
 from vae.errors import UserError
 from vae.generate import prior_samples
 from vae.metrics import class_entropy, reconstructions, sample_quality
-from vae.model import VAE, save_model
+from vae.model import VAE, VAEConfig, save_model
 
 
 def test_the_distance_of_a_set_to_itself_is_zero() -> None:
@@ -76,7 +76,7 @@ def test_a_classifier_learns_and_round_trips_pickle_free(tmp_path) -> None:
 
 
 def test_a_file_that_is_not_our_classifier_is_refused_in_one_line(tmp_path) -> None:
-    save_model(tmp_path / "model.pt", VAE(hidden_dim=8))
+    save_model(tmp_path / "model.pt", VAE(VAEConfig(hidden_dim=8)))
     with pytest.raises(UserError) as info:
         load_classifier(tmp_path / "model.pt")
     path = tmp_path / "model.pt"
@@ -90,7 +90,7 @@ def test_sample_quality_reports_every_number() -> None:
     classifier that always says 3, the classes' entropy is 0 and the accuracy the share of 3s among the labels
     (about 0.1 here: the labels are random)."""
     torch.manual_seed(0)
-    vae, classifier = VAE(hidden_dim=16, latent_dim=2).eval(), Classifier().eval()
+    vae, classifier = VAE(VAEConfig(hidden_dim=16, latent_dim=2)).eval(), Classifier().eval()
     with torch.no_grad():
         classifier.head.weight.zero_()
         classifier.head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(3), 10))
@@ -108,7 +108,7 @@ def test_sample_quality_reports_every_number() -> None:
 
 def test_sample_quality_uses_n_images_on_each_side() -> None:
     torch.manual_seed(0)
-    vae, classifier = VAE(hidden_dim=16, latent_dim=2).eval(), Classifier().eval()
+    vae, classifier = VAE(VAEConfig(hidden_dim=16, latent_dim=2)).eval(), Classifier().eval()
     x = torch.rand(300, 784, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (300,), generator=torch.Generator().manual_seed(2)).numpy()
     first = sample_quality(vae, classifier, x[:100], y[:100], seed=0, n_images=100)

@@ -28,6 +28,7 @@ import yaml
 from tests.conftest import signal_env
 from vae.errors import UserError
 from vae.io import load_torch, write_npz
+from vae.model import VAEConfig
 from vae.runtime import interrupt
 from vae.runtime.dvc_yaml import read_stage
 from vae.runtime.record import TrainingRecord
@@ -312,7 +313,7 @@ def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) 
 
 def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_last_good_state(tmp_path: Path) -> None:
     settings = TrainingSettings(num_epochs=3, seed=0)
-    state = TrainState.new({"hidden_dim": 32, "latent_dim": 2}, settings, torch.device("cpu"))
+    state = TrainState.new(VAEConfig(hidden_dim=32, latent_dim=2), settings, torch.device("cpu"))
     x = torch.rand(300, 784)
     saved = []
 
@@ -343,7 +344,7 @@ def test_a_lost_interrupt_still_stops_the_training_loop(monkeypatch: pytest.Monk
         # Had that KeyboardInterrupt been raised inside a finalizer, Python would have dropped it;
         # the training loop's next check stops all the same.
         settings = TrainingSettings(num_epochs=1, seed=0)
-        state = TrainState.new({"hidden_dim": 16, "latent_dim": 2}, settings, torch.device("cpu"))
+        state = TrainState.new(VAEConfig(hidden_dim=16, latent_dim=2), settings, torch.device("cpu"))
         with pytest.raises(KeyboardInterrupt):
             fit(state, torch.rand(256, 784), torch.rand(10, 784), settings, on_batch=interrupt.check, progress=False)
         assert state.epoch == 0

@@ -18,7 +18,7 @@ from vae.likelihoods import (
     fixed_binarization,
 )
 from vae.metrics import iwae_bound
-from vae.model import VAE, load_model, negative_elbo, save_model
+from vae.model import VAE, VAEConfig, load_model, negative_elbo, save_model
 from vae.params import IWAE_EPOCHS
 from vae.training import TrainingSettings, TrainState, fit, logit_of_mean, train_epoch
 
@@ -66,7 +66,7 @@ def test_continuous_bernoulli_gradient_is_finite_at_logit_zero() -> None:
 
 def test_continuous_bernoulli_images_show_its_mean_not_its_parameter() -> None:
     torch.manual_seed(0)
-    model = VAE(hidden_dim=16, latent_dim=2, likelihood="continuous_bernoulli").eval()
+    model = VAE(VAEConfig(hidden_dim=16, latent_dim=2, likelihood="continuous_bernoulli")).eval()
     z = torch.randn(5, 2)
     logits = model.decoder.logits(z)
     shown = model.decoder(z)
@@ -76,7 +76,7 @@ def test_continuous_bernoulli_images_show_its_mean_not_its_parameter() -> None:
 
 def test_conv_model_shapes_and_round_trip(tmp_path) -> None:
     torch.manual_seed(0)
-    model = VAE(latent_dim=16, architecture="conv").eval()
+    model = VAE(VAEConfig(latent_dim=16, architecture="conv")).eval()
     assert not any(isinstance(m, nn.Linear) and m.in_features == 512 for m in model.modules())  # no MLP inside
     for x in (torch.rand(3, 784), torch.rand(3, 1, 28, 28)):
         mu, logvar = model.encoder(x)
@@ -86,24 +86,24 @@ def test_conv_model_shapes_and_round_trip(tmp_path) -> None:
     assert torch.equal(model.decoder(z), torch.sigmoid(model.decoder.logits(z)))  # pixel means, from the logits
     save_model(tmp_path / "conv.pt", model)
     loaded = load_model(tmp_path / "conv.pt")
-    assert loaded.config["architecture"] == "conv"
+    assert loaded.config.architecture == "conv"
     assert torch.equal(loaded.decoder(z), model.decoder(z))
 
 
 def test_the_iwae_papers_mlp_is_expressible() -> None:
-    model = VAE(hidden_dim=200, latent_dim=50, activation="tanh")
+    model = VAE(VAEConfig(hidden_dim=200, latent_dim=50, activation="tanh"))
     widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [(784, 200), (200, 200), (200, 50), (200, 50), (50, 200), (200, 200), (200, 784)]
     assert any(isinstance(m, nn.Tanh) for m in model.modules()) and not any(isinstance(m, nn.ReLU)
                                                                           for m in model.modules())
-    deeper = VAE(hidden_dim=64, latent_dim=2, hidden_layers=3)
+    deeper = VAE(VAEConfig(hidden_dim=64, latent_dim=2, hidden_layers=3))
     assert sum(isinstance(m, nn.Linear) for m in deeper.encoder.net) == 3
 
 
 def test_default_options_stay_out_of_the_model_file_config() -> None:
-    assert VAE(hidden_dim=8).config == {"input_dim": 784, "hidden_dim": 8, "latent_dim": 2}
-    binarized = VAE(hidden_dim=8, likelihood="binarized")
-    assert binarized.config["likelihood"] == "binarized" and binarized.likelihood is LIKELIHOODS["binarized"]
+    assert VAE(VAEConfig(hidden_dim=8)).config.to_dict() == {"input_dim": 784, "hidden_dim": 8, "latent_dim": 2}
+    binarized = VAE(VAEConfig(hidden_dim=8, likelihood="binarized"))
+    assert binarized.config.likelihood == "binarized" and binarized.likelihood is LIKELIHOODS["binarized"]
 
 
 def test_kl_warmup_rises_linearly_from_zero_to_beta() -> None:
@@ -128,7 +128,7 @@ def test_the_step_uses_the_kl_weight_but_reports_the_unweighted_elbo() -> None:
     results = {}
     for beta in (0.0, 1.0):
         settings = TrainingSettings(batch_size=64, seed=0, beta=beta)
-        state = TrainState.new({"hidden_dim": 32, "latent_dim": 4}, settings, CPU)
+        state = TrainState.new(VAEConfig(hidden_dim=32, latent_dim=4), settings, CPU)
         results[beta] = train_epoch(state, x, 1, settings, progress=False)
     beta_0 = results[0.0]
     assert beta_0["loss"] == pytest.approx(beta_0["recon"] + beta_0["kl"])  # the ELBO, not the minimized recon + 0 * KL
@@ -138,7 +138,7 @@ def test_the_step_uses_the_kl_weight_but_reports_the_unweighted_elbo() -> None:
 def test_train_mean_output_bias() -> None:
     x = torch.rand(100, 784)
     x[:, 0] = 0  # a pixel that is always black is clipped at logit(0.001), not -inf
-    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, TrainingSettings(), CPU, output_bias=logit_of_mean(x))
+    state = TrainState.new(VAEConfig(hidden_dim=8, latent_dim=2), TrainingSettings(), CPU, output_bias=logit_of_mean(x))
     bias = state.model.decoder.output_layer.bias
     assert bias is state.model.decoder.net[-2].bias  # the MLP's last linear layer, before the sigmoid
     assert bias[0].item() == pytest.approx(math.log(0.001 / 0.999), rel=1e-5)
@@ -146,11 +146,11 @@ def test_train_mean_output_bias() -> None:
 
 
 def test_binarization_is_seeded_saved_in_the_state_and_resumed() -> None:
-    config = {"hidden_dim": 16, "latent_dim": 2, "likelihood": "binarized"}
+    config = VAEConfig(hidden_dim=16, latent_dim=2, likelihood="binarized")
     x = torch.rand(256, 784)
     settings = TrainingSettings(batch_size=64, seed=0)
     state = TrainState.new(config, settings, CPU)
-    assert TrainState.new({"hidden_dim": 16, "latent_dim": 2}, settings, CPU).binarize_gen is None
+    assert TrainState.new(VAEConfig(hidden_dim=16, latent_dim=2), settings, CPU).binarize_gen is None
     train_epoch(state, x, 1, settings, progress=False)
     buffer = io.BytesIO()
     torch.save(state.to_dict("key"), buffer)  # a copy, as on disk: the state's own tensors keep training
@@ -181,7 +181,7 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
     """BCE is linear in its target: the grey negative ELBO is the mean over binarizations of the
     binarized one (same q, same z), and the grey IWAE bound lies below the binarized bounds' mean (Jensen)."""
     torch.manual_seed(0)
-    model = VAE(hidden_dim=32, latent_dim=4).eval()
+    model = VAE(VAEConfig(hidden_dim=32, latent_dim=4)).eval()
     grey = torch.rand(8, 784) * (torch.rand(8, 784) < 0.3)
     draws = 2000
     with torch.no_grad():
@@ -199,7 +199,7 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
             class SameQ(nn.Module):
                 def forward(self, _: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                     return mu, logvar
-            scored = VAE(hidden_dim=32, latent_dim=4).eval()
+            scored = VAE(VAEConfig(hidden_dim=32, latent_dim=4)).eval()
             scored.load_state_dict(model.state_dict())
             scored.encoder = SameQ()
             return iwae_bound(scored, x, 20, torch.Generator().manual_seed(7), batch_size=8, progress=False)
@@ -212,7 +212,7 @@ def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:
 def test_fit_applies_the_lr_schedule_and_adam_eps() -> None:
     settings = TrainingSettings(batch_size=32, num_epochs=3, seed=0, lr=1e-3, adam_eps=1e-4, lr_schedule="iwae",
                                 lr_schedule_epochs=4)  # epoch 3 is in a later stage
-    state = TrainState.new({"hidden_dim": 8, "latent_dim": 2}, settings, CPU)
+    state = TrainState.new(VAEConfig(hidden_dim=8, latent_dim=2), settings, CPU)
     x = torch.rand(64, 784)
     fit(state, x, x[:8], settings, progress=False)
     group = state.optimizer.param_groups[0]

@@ -17,18 +17,19 @@ pipeline comes from a generator whose state is saved in the checkpoints.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import torch
 from torch import nn
 
 from vae.data.datasets import IMAGE_SHAPE
+from vae.errors import DamagedFile
 from vae.io import load_torch, write_torch
 from vae.likelihoods import LIKELIHOODS, Likelihood
 from vae.loops import EVAL_BATCH
-from vae.params import ACTIVATION_NAMES, MODEL_DEFAULTS
+from vae.params import ACTIVATION_NAMES, Params, default
 from vae.priors import diagonal_normal_log_prob, make_prior
 
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
@@ -166,8 +167,56 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     return posterior_sample(mu, logvar, posterior_noise(mu, generator))
 
 
+@dataclass(frozen=True)
+class VAEConfig:
+    """The model's options: everything that rebuilds a ``VAE`` but its weights (nanoGPT's ``GPTConfig``).
+
+    Built from the params (``from_params``), written into every model file beside the weights
+    (``to_dict``) and read back by ``load_model`` (``from_dict``). The defaults are the params'
+    declared defaults (``vae.params``).
+    """
+
+    input_dim: int = INPUT_DIM
+    hidden_dim: int = default("hidden_dim")
+    latent_dim: int = default("latent_dim")
+    hidden_layers: int = default("hidden_layers")
+    activation: str = default("activation")
+    architecture: str = default("architecture")
+    likelihood: str = default("likelihood")
+    prior: str = default("prior")
+    pseudo_inputs: int = default("pseudo_inputs")
+    stochastic_layers: int = default("stochastic_layers")
+    lower_latent_dim: int = default("lower_latent_dim")
+
+    STORED_ALWAYS = ("input_dim", "hidden_dim", "latent_dim")  # the notebook's model files hold these three
+
+    @classmethod
+    def from_params(cls, params: Params) -> "VAEConfig":
+        """The options that validated params choose: their keys of the same names."""
+        return cls(**{spec.name: getattr(params, spec.name) for spec in fields(cls) if spec.name != "input_dim"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form a model file stores: ``STORED_ALWAYS``, then each option that differs from its default.
+
+        Options at their defaults are left out, so that the notebook's model files (and ours from
+        before each option) load, and a default model is written byte for byte as before.
+        """
+        defaults = VAEConfig()
+        return {key: value for key, value in asdict(self).items()
+                if key in self.STORED_ALWAYS or value != getattr(defaults, key)}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any], source: str | Path = "the model file") -> "VAEConfig":
+        """The config a model file stored (``to_dict``); an option this code does not know is a ``DamagedFile``."""
+        unknown = sorted(set(stored) - {spec.name for spec in fields(cls)})
+        if unknown:
+            raise DamagedFile(source, f"stores model options this code does not know ({', '.join(unknown)}): it was "
+                                      "written by a newer version of the pipeline")
+        return cls(**stored)
+
+
 class VAE(nn.Module):
-    """The encoder, the decoder, the prior, and ``config``: the keyword arguments that rebuild it.
+    """The encoder, the decoder, the prior, and ``config``: the ``VAEConfig`` that rebuilds it.
 
     One stochastic layer (the default): q(z|x), p(z), p(x|z), with z of ``latent_dim``.
     Two (``stochastic_layers=2``, the VampPrior paper's HVAE): the top layer z2 of ``latent_dim``,
@@ -179,39 +228,33 @@ class VAE(nn.Module):
     latent plots, probes and latent density use, and what ``decode`` maps to images.
     """
 
-    def __init__(self, input_dim: int = INPUT_DIM, hidden_dim: int = 512, latent_dim: int = 2,
-                 hidden_layers: int = 2, activation: str = "relu", architecture: str = "mlp",
-                 likelihood: str = "bernoulli", prior: str = "standard", pseudo_inputs: int = 500,
-                 stochastic_layers: int = 1, lower_latent_dim: int = 40) -> None:
+    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
         super().__init__()
-        options = {"hidden_layers": hidden_layers, "activation": activation, "architecture": architecture,
-                   "likelihood": likelihood, "prior": prior, "pseudo_inputs": pseudo_inputs,
-                   "stochastic_layers": stochastic_layers, "lower_latent_dim": lower_latent_dim}
-        self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
-                       **{key: value for key, value in options.items() if value != MODEL_DEFAULTS[key]}}
-        shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
-        lower = lower_latent_dim if stochastic_layers == 2 else 0
-        self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
-        self.decoder = Decoder(lower + latent_dim, hidden_dim, input_dim, **shape,
-                               likelihood=LIKELIHOODS[likelihood])
+        self.config = config
+        shape = {"hidden_layers": config.hidden_layers, "activation": config.activation,
+                 "architecture": config.architecture}
+        lower = self.lower_latent_dim
+        self.encoder = Encoder(config.input_dim, config.hidden_dim, config.latent_dim, **shape)
+        self.decoder = Decoder(lower + config.latent_dim, config.hidden_dim, config.input_dim, **shape,
+                               likelihood=LIKELIHOODS[config.likelihood])
         if lower:
-            self.lower_encoder = Encoder(input_dim + latent_dim, hidden_dim, lower, **shape)
-            self.lower_prior = Encoder(latent_dim, hidden_dim, lower, **shape)
-        self.prior = make_prior(prior, pseudo_inputs, input_dim)
+            self.lower_encoder = Encoder(config.input_dim + config.latent_dim, config.hidden_dim, lower, **shape)
+            self.lower_prior = Encoder(config.latent_dim, config.hidden_dim, lower, **shape)
+        self.prior = make_prior(config.prior, config.pseudo_inputs, config.input_dim)
 
     @property
     def latent_dim(self) -> int:
         """The size of the top layer: the codes' dimension."""
-        return self.config["latent_dim"]
+        return self.config.latent_dim
 
     @property
     def lower_latent_dim(self) -> int:
         """The size of the lower stochastic layer z1; 0 with one layer."""
-        return self.config.get("lower_latent_dim", MODEL_DEFAULTS["lower_latent_dim"]) if self.hierarchical else 0
+        return self.config.lower_latent_dim if self.hierarchical else 0
 
     @property
     def hierarchical(self) -> bool:
-        return self.config.get("stochastic_layers", 1) == 2
+        return self.config.stochastic_layers == 2
 
     @property
     def noise_dim(self) -> int:
@@ -454,8 +497,8 @@ def batch_objective(model: VAE, x: torch.Tensor, objective: str = "elbo", sample
 
 
 def save_model(path: str | Path, model: VAE) -> None:
-    """The model file: the architecture (``config``) beside the weights, pickle-free."""
-    write_torch(path, {"config": model.config, "model": model.state_dict()})
+    """The model file: the architecture (``config``, as ``VAEConfig.to_dict``) beside the weights, pickle-free."""
+    write_torch(path, {"config": model.config.to_dict(), "model": model.state_dict()})
 
 
 def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") -> VAE:
@@ -464,6 +507,7 @@ def load_model(path: str | Path | BinaryIO, device: torch.device | str = "cpu") 
     All three store the architecture (``config``) beside the weights (``model``).
     """
     saved = load_torch(path, device, keys=("config", "model"))
-    model = VAE(**saved["config"]).to(device)
+    source = path if isinstance(path, (str, Path)) else getattr(path, "name", "the model file")
+    model = VAE(VAEConfig.from_dict(saved["config"], source)).to(device)
     model.load_state_dict(saved["model"])
     return model.eval()

@@ -1,13 +1,20 @@
-"""params.yaml: its schema, validation of every key before any stage does work, and the device.
+"""params.yaml: one declaration per hyperparameter, validation of every key before any stage does work, and the device.
 
 Every hyperparameter is a top-level key so that ``dvc exp run -S latent_dim=8``
 works as written (DVC maps ``-S`` keys to dotted paths from the file's root).
+
+Each param is one field of ``Params``, declared with ``param``: its type (the annotation), its
+default (params.yaml's value), a constraint object that is both its check and the words of its
+error line (scikit-learn's ``_param_validation``), its one-line meaning (params.yaml's comment on
+its line: a test holds them equal) and, where it means something only beside another param's
+value, an ``OnlyWith``. Validation, the "did you mean" of an unknown key and every error line of
+check-params derive from these declarations.
 """
 
 import difflib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from abc import ABC, abstractmethod
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,163 +38,259 @@ PRIORS = ("standard", "vampprior")  # N(0, I), or Tomczak & Welling's mixture of
 PSEUDO_INPUT_INITS = ("random", "data")  # the pseudo-inputs start near 0.05, or at the first training images
 LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli")
 LR_SCHEDULES = ("constant", "iwae")
+OUTPUT_BIAS_INITS = ("default", "train_mean")
 PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
 IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
-# The model options' defaults. Options at these values are left out of a model file's config, so
-# that the notebook's model files (and ours from before these options) load, and are written byte
-# for byte as before.
-MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli",
-                  "prior": "standard", "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
+
+
+# Constraints: each one is the check of a value and the words that say what it allows.
+
+class Constraint(ABC):
+    """What values of its ``kind`` (int, float or str) a param allows; ``str()`` says it in an error line."""
+
+    kind: type
+
+    @abstractmethod
+    def allows(self, value: Any) -> bool:
+        """Whether ``value`` (already of ``kind``) is allowed."""
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """What is allowed, as the error line says it: "an integer > 0", "one of mlp, conv"."""
+
+
+def _number(value: float) -> str:
+    """A bound as the error line writes it: 2**32 as a power of two, others as Python prints them."""
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """Numbers of ``kind`` between ``low`` and ``high`` (None: unbounded); ``closed``: the ends that belong
+    (``left``, ``right``, ``both`` or ``neither``, as scikit-learn's ``Interval``). Floats must be finite."""
+
+    kind: type
+    low: float | None
+    high: float | None = None
+    closed: str = "neither"
+    note: str = ""  # said after the range, in parentheses
+
+    def allows(self, value: Any) -> bool:
+        if self.kind is float and not math.isfinite(value):
+            return False
+        above = self.low is None or (value >= self.low if self.closed in ("left", "both") else value > self.low)
+        below = self.high is None or (value <= self.high if self.closed in ("right", "both") else value < self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        if self.high is None:
+            assert self.low is not None
+            op = ">=" if self.closed in ("left", "both") else ">"
+            text = f"{noun if self.kind is int else 'a finite number'} {op} {_number(self.low)}"
+        elif self.kind is float and self.closed == "neither":
+            text = f"{noun} strictly between {_number(self.low)} and {_number(self.high)}"
+        else:
+            left = "[" if self.closed in ("left", "both") else "("
+            right = "]" if self.closed in ("right", "both") else ")"
+            text = f"{noun} in {left}{_number(self.low)}, {_number(self.high)}{right}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    """One of ``values``: names ("one of mlp, conv") or numbers ("1 or 2")."""
+
+    kind: type
+    values: tuple
+
+    def allows(self, value: Any) -> bool:
+        return value in self.values
+
+    def __str__(self) -> str:
+        if self.kind is str:
+            return f"one of {', '.join(self.values)}"
+        *rest, last = map(str, self.values)
+        return f"{', '.join(rest)} or {last}"
+
+
+@dataclass(frozen=True)
+class Device(Constraint):
+    """A torch device name this pipeline runs on: ``DEVICES`` or ``cuda:N``."""
+
+    kind: type = str
+
+    def allows(self, value: Any) -> bool:
+        prefix, colon, index = value.partition(":")
+        return value in DEVICES or (prefix == "cuda" and bool(colon) and index.isdigit())
+
+    def __str__(self) -> str:
+        return "auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class OnlyWith:
+    """A param's value means something only where param ``key`` is one of ``allowed``.
+
+    The rule covers every value but the param's default, or only ``values`` where given. ``why`` ends
+    the error line after "key = value": what the value does and the fix ({default}: the param's default).
+    """
+
+    key: str
+    allowed: tuple
+    why: str
+    values: tuple = ()
+
+
+def param(default: Any, constraint: Constraint, meaning: str, *only_with: OnlyWith) -> Any:
+    """Declare a param: a ``Params`` field with its default, constraint, one-line meaning and ``OnlyWith`` rules."""
+    return field(default=default, metadata={"constraint": constraint, "meaning": meaning, "only_with": only_with})
+
+
+def _positive(note: str = "") -> Interval:
+    return Interval(int, 0, note=note)
+
+
+def _positive_float() -> Interval:
+    return Interval(float, 0)
+
+
+# PyTorch's CPU generator keeps a seed's low 32 bits: 2**32 would repeat seed 0's draws.
+_SEED = Interval(int, 0, 2**32, closed="left")
+_MLP_ONLY = ("architecture", ("mlp",))
+_ELBO_ONLY = ("objective", ("elbo",))
+_VAMPPRIOR_ONLY = ("prior", ("vampprior",))
 
 
 @dataclass(frozen=True)
 class Params:
-    """The validated contents of params.yaml (see that file for what each key means)."""
+    """The validated contents of params.yaml: one declared field per key, in the order keys are checked."""
 
-    dataset_name: str
-    batch_size: int
-    lr: float
-    num_epochs: int
-    latent_dim: int
-    hidden_dim: int
-    seed: int
-    data_seed: int
-    val_fraction: float
-    train_subset: int
-    device: str
-    n_samples: int
-    latent_density_components: int
-    iwae_k: int
-    fd_images: int
-    tsne_subset: int
-    tsne_perplexity: float
-    classifier_epochs: int
-    classifier_batch_size: int
-    classifier_lr: float
-    likelihood: str
-    beta: float
-    kl_warmup_epochs: int
-    architecture: str
-    hidden_layers: int
-    activation: str
-    adam_eps: float
-    lr_schedule: str
-    lr_schedule_epochs: int
-    output_bias_init: str
-    save_every: int
-    objective: str
-    train_samples: int
-    precision: str
-    numerics: str
-    threads: int
-    prior: str
-    pseudo_inputs: int
-    pseudo_inputs_init: str
-    stochastic_layers: int
-    lower_latent_dim: int
+    dataset_name: str = param("MNIST", Options(str, tuple(DATASETS)), "MNIST or FashionMNIST")
+    batch_size: int = param(128, _positive(), "images per training step")
+    lr: float = param(0.001, _positive_float(), "Adam learning rate")
+    num_epochs: int = param(20, _positive(), "passes over the training split")
+    latent_dim: int = param(2, _positive(), "2 gives a plottable latent space; try 8, 16, 32")
+    hidden_dim: int = param(512, _positive(), "units of each hidden layer (mlp)")
+    seed: int = param(42, _SEED, "training: initialization, batch order, noise; and what is computed from the run")
+    likelihood: str = param("bernoulli", Options(str, LIKELIHOOD_NAMES),
+                            "bernoulli (BCE on grey pixels), binarized (pixels drawn as 0/1), continuous_bernoulli")
+    beta: float = param(1.0, Interval(float, 0, closed="left"),
+                        "weight of the KL term (beta-VAE); metrics always report the unweighted ELBO",
+                        OnlyWith(*_ELBO_ONLY, "weights the ELBO's KL term, and objective: iwae has none (the bound "
+                                              "weighs whole samples); use beta: {default}"))
+    kl_warmup_epochs: int = param(0, Interval(int, 0, closed="left", note="0: no warm-up"),
+                                  "the KL weight rises linearly from 0 to beta over this many epochs",
+                                  OnlyWith(*_ELBO_ONLY, "warms up the ELBO's KL term, and objective: iwae has none; "
+                                                        "use kl_warmup_epochs: {default}"))
+    architecture: str = param("mlp", Options(str, ARCHITECTURES),
+                              "mlp or conv (two stride-2 convolutions each way; hidden_dim is unused)")
+    hidden_layers: int = param(2, _positive(), "mlp: hidden layers of hidden_dim units in the encoder and in the "
+                                               "decoder",
+                               OnlyWith(*_MLP_ONLY, "applies to architecture: mlp only; leave it at {default} or use "
+                                                    "architecture: mlp"))
+    activation: str = param("relu", Options(str, ACTIVATION_NAMES),
+                            "relu, tanh or gated (h = (W1 x + b1) * sigmoid(W2 x + b2), the VampPrior paper's layers)",
+                            OnlyWith(*_MLP_ONLY, "makes gated dense layers, which only the MLP has; use "
+                                                 "architecture: mlp", values=("gated",)))
+    prior: str = param("standard", Options(str, PRIORS),
+                       "standard (N(0, I)) or vampprior (a mixture of the posteriors at learned pseudo-inputs)")
+    pseudo_inputs: int = param(500, _positive("the VampPrior's components"),
+                               "vampprior: its components K (pseudo-inputs, learned images)",
+                               OnlyWith(*_VAMPPRIOR_ONLY, "counts the VampPrior's components; set prior: vampprior "
+                                                          "or leave it at {default}"))
+    pseudo_inputs_init: str = param("random", Options(str, PSEUDO_INPUT_INITS),
+                                    "vampprior: pseudo-inputs start near 0.05 (random) or at the first K training "
+                                    "images (data)",
+                                    OnlyWith(*_VAMPPRIOR_ONLY, "starts the VampPrior's pseudo-inputs; set prior: "
+                                                               "vampprior or leave it at {default}"))
+    stochastic_layers: int = param(1, Options(int, (1, 2)),
+                                   "1, or 2: a lower layer z1 between the images and latent_dim's layer (an HVAE)",
+                                   OnlyWith(*_MLP_ONLY, "builds MLP networks between the layers; use architecture: "
+                                                        "mlp"))
+    lower_latent_dim: int = param(40, _positive("the lower stochastic layer's size"),
+                                  "stochastic_layers 2: the size of the lower layer z1",
+                                  OnlyWith("stochastic_layers", (2,), "sizes the lower stochastic layer, which only "
+                                           "stochastic_layers: 2 has; set stochastic_layers: 2 or leave it at "
+                                           "{default}"))
 
-    def model_config(self) -> dict[str, Any]:
-        """The keyword arguments of ``vae.model.VAE`` that these params choose."""
-        return {"hidden_dim": self.hidden_dim, "latent_dim": self.latent_dim,
-                **{key: getattr(self, key) for key in MODEL_DEFAULTS}}
+    adam_eps: float = param(1e-8, _positive_float(), "Adam's epsilon (the IWAE paper's is 1e-4)")
+    lr_schedule: str = param("constant", Options(str, LR_SCHEDULES),
+                             "constant, or iwae: Burda et al.'s 8 stages of 3^i epochs at lr * 10^(-i/7)")
+    lr_schedule_epochs: int = param(IWAE_EPOCHS, _positive(),
+                                    "iwae: the epochs its stages span (3280 in the paper; fewer compresses them)",
+                                    OnlyWith("lr_schedule", LR_SCHEDULES[1:], "sets the span of a learning-rate "
+                                             "schedule; with lr_schedule: constant leave it at {default}"))
+    output_bias_init: str = param("default", Options(str, OUTPUT_BIAS_INITS),
+                                  "default (PyTorch's init) or train_mean: decoder output bias = logit of the train "
+                                  "mean",
+                                  OnlyWith(*_MLP_ONLY, "train_mean sets the MLP decoder's per-pixel output bias; use "
+                                                       "it with architecture: mlp"))
+    save_every: int = param(1, _positive(), "keep the weights and reconstruction grid of every Nth epoch (and the "
+                                            "last)")
+    objective: str = param("elbo", Options(str, OBJECTIVES),
+                           "elbo (the VAE's) or iwae (Burda et al.'s importance-weighted bound)")
+    train_samples: int = param(1, _positive("latent samples per image in each training step"),
+                               "latent samples per image in each step (k); elbo averages them, iwae log-mean-exps "
+                               "their weights")
+    precision: str = param("32-true", Options(str, PRECISIONS),
+                           "32-true, or bf16-mixed: the training forward pass in bfloat16 (metrics stay float32)",
+                           OnlyWith("numerics", ("native",), "multiplies on each CPU's own bfloat16 units, whose "
+                                                             "bytes are per machine; set numerics: native"))
+    numerics: str = param("portable", Options(str, MODES),
+                          "portable: the same bytes on every x86-64 CPU with AVX2; native: each CPU's fastest paths")
+    threads: int = param(2, _positive("the threads of every stage that computes"),
+                         "CPU threads of every stage that computes (the thread count changes the last bits)")
+    val_fraction: float = param(0.1, Interval(float, 0, 1), "held out of the 60,000 training images (split)")
+    data_seed: int = param(42, _SEED, "the split and the classifier: `seed` varies a run, never its data or "
+                                      "yardstick")
+    train_subset: int = param(0, Interval(int, 0, closed="left", note="0 keeps the whole training split"),
+                              "train on only the first N images of the train split; 0 = all")
+    device: str = param("auto", Device(), "auto (CUDA when available), cpu, cuda, cuda:N or mps (Apple GPUs)")
+    n_samples: int = param(64, _positive(), "prior samples drawn by the sample stage")
+    latent_density_components: int = param(10, _positive(), "Gaussians of the ex-post latent density (a mixture "
+                                                            "fit to the train codes)")
+    iwae_k: int = param(100, _positive(), "importance samples per test image for the IWAE bound (papers use 5000)")
+    fd_images: int = param(10_000, Interval(int, 100, TEST_SET_SIZE, closed="both",
+                                            note="images on each side of a Frechet distance"),
+                           "images on each side of a sample-quality Frechet distance (10000: the test set)")
+    tsne_subset: int = param(5000, Interval(int, 2, TEST_SET_SIZE, closed="both",
+                                            note=f"t-SNE places at least 2 points; the test set has {TEST_SET_SIZE}"),
+                             "test images embedded by t-SNE when latent_dim > 2")
+    tsne_perplexity: float = param(30.0, _positive_float(), "t-SNE's perplexity, smaller than tsne_subset")
+    classifier_epochs: int = param(5, _positive(), "passes of the sample-quality classifier over the train split")
+    classifier_batch_size: int = param(128, _positive(), "images per step of the classifier")
+    classifier_lr: float = param(0.002, _positive_float(), "the classifier's Adam learning rate")
+
+@dataclass(frozen=True)
+class Declaration:
+    """One param as ``param`` declared it: what validation, error lines and the docs' tests read."""
+
+    name: str
+    kind: type
+    default: Any
+    constraint: Constraint
+    meaning: str
+    only_with: tuple[OnlyWith, ...]
+
+    @classmethod
+    def of(cls, spec: Field) -> "Declaration":
+        meta = spec.metadata
+        return cls(spec.name, spec.type, spec.default, meta["constraint"], meta["meaning"], meta["only_with"])
 
 
-def _positive(value: float) -> bool:
-    return value > 0
+DECLARATIONS = {spec.name: Declaration.of(spec) for spec in fields(Params)}
+for _declared in DECLARATIONS.values():  # a constraint of another type than its field would never pass
+    assert _declared.constraint.kind is _declared.kind and _declared.constraint.allows(_declared.default), _declared
 
 
-def _one_of(*allowed: str) -> tuple[type, Callable[[Any], bool], str]:
-    return str, lambda v: v in allowed, f"one of {', '.join(allowed)}"
-
-
-def _device(value: str) -> bool:
-    if value in ("auto", "cpu", "cuda", "mps"):
-        return True
-    prefix, _, index = value.partition(":")
-    return prefix == "cuda" and index.isdigit()
-
-
-# key -> (type, check, what is allowed)
-# PyTorch's CPU generator keeps a seed's low 32 bits: 2**32 would repeat seed 0's draws.
-_SEED: tuple[type, Callable[[Any], bool], str] = (int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
-_RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-    "dataset_name": (str, lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
-    "batch_size": (int, _positive, "an integer > 0"),
-    "lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    "num_epochs": (int, _positive, "an integer > 0"),
-    "latent_dim": (int, _positive, "an integer > 0"),
-    "hidden_dim": (int, _positive, "an integer > 0"),
-    "seed": _SEED,
-    "data_seed": _SEED,
-    "val_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
-    "train_subset": (int, lambda v: v >= 0, "an integer >= 0 (0 keeps the whole training split)"),
-    "device": (str, _device, "auto, cpu, cuda, cuda:N or mps"),
-    "n_samples": (int, _positive, "an integer > 0"),
-    "latent_density_components": (int, _positive, "an integer > 0"),
-    "iwae_k": (int, _positive, "an integer > 0"),
-    "fd_images": (int, lambda v: 100 <= v <= TEST_SET_SIZE,
-                  f"an integer in [100, {TEST_SET_SIZE}] (images on each side of a Frechet distance)"),
-    "tsne_subset": (int, lambda v: 2 <= v <= TEST_SET_SIZE,
-                    f"an integer in [2, {TEST_SET_SIZE}] (t-SNE places at least 2 points; the test set has "
-                    f"{TEST_SET_SIZE})"),
-    "tsne_perplexity": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    "classifier_epochs": (int, _positive, "an integer > 0"),
-    "classifier_batch_size": (int, _positive, "an integer > 0"),
-    "classifier_lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    "likelihood": _one_of(*LIKELIHOOD_NAMES),
-    "beta": (float, lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0"),
-    "kl_warmup_epochs": (int, lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
-    "architecture": _one_of(*ARCHITECTURES),
-    "hidden_layers": (int, _positive, "an integer > 0"),
-    "activation": _one_of(*ACTIVATION_NAMES),
-    "adam_eps": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
-    "lr_schedule": _one_of(*LR_SCHEDULES),
-    "lr_schedule_epochs": (int, _positive, "an integer > 0"),
-    "output_bias_init": _one_of("default", "train_mean"),
-    "save_every": (int, _positive, "an integer > 0"),
-    "objective": _one_of(*OBJECTIVES),
-    "train_samples": (int, _positive, "an integer > 0 (latent samples per image in each training step)"),
-    "precision": _one_of(*PRECISIONS),
-    "numerics": _one_of(*MODES),
-    "threads": (int, _positive, "an integer > 0 (the threads of every stage that computes)"),
-    "prior": _one_of(*PRIORS),
-    "pseudo_inputs": (int, _positive, "an integer > 0 (the VampPrior's components)"),
-    "pseudo_inputs_init": _one_of(*PSEUDO_INPUT_INITS),
-    "stochastic_layers": (int, lambda v: v in (1, 2), "1 or 2"),
-    "lower_latent_dim": (int, _positive, "an integer > 0 (the lower stochastic layer's size)"),
-}
-# Combinations that mean nothing: (key, its value is not this default, unless ..., why)
-_ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
-    ("hidden_layers", MODEL_DEFAULTS["hidden_layers"], lambda v: v["architecture"] == "mlp",
-     f"applies to architecture: mlp only; leave it at {MODEL_DEFAULTS['hidden_layers']} or use architecture: mlp"),
-    ("output_bias_init", "default", lambda v: v["architecture"] == "mlp",
-     "train_mean sets the MLP decoder's per-pixel output bias; use it with architecture: mlp"),
-    ("lr_schedule_epochs", IWAE_EPOCHS, lambda v: v["lr_schedule"] != "constant",
-     "sets the span of a learning-rate schedule; with lr_schedule: constant leave it at "
-     f"{IWAE_EPOCHS}"),
-    ("kl_warmup_epochs", 0, lambda v: v["kl_warmup_epochs"] <= v["num_epochs"],
-     "is longer than num_epochs, so the KL weight would never reach beta; lower it"),
-    ("beta", 1.0, lambda v: v["objective"] == "elbo",
-     "weights the ELBO's KL term, and objective: iwae has none (the bound weighs whole samples); use beta: 1.0"),
-    ("kl_warmup_epochs", 0, lambda v: v["objective"] == "elbo",
-     "warms up the ELBO's KL term, and objective: iwae has none; use kl_warmup_epochs: 0"),
-    ("precision", "32-true", lambda v: v["numerics"] == "native",
-     "multiplies on each CPU's own bfloat16 units, whose bytes are per machine; set numerics: native"),
-    ("activation", "relu", lambda v: v["activation"] != "gated" or v["architecture"] == "mlp",
-     "makes gated dense layers, which only the MLP has; use architecture: mlp"),
-    ("pseudo_inputs", MODEL_DEFAULTS["pseudo_inputs"], lambda v: v["prior"] == "vampprior",
-     f"counts the VampPrior's components; set prior: vampprior or leave it at {MODEL_DEFAULTS['pseudo_inputs']}"),
-    ("pseudo_inputs_init", "random", lambda v: v["prior"] == "vampprior",
-     "starts the VampPrior's pseudo-inputs; set prior: vampprior or leave it at random"),
-    ("stochastic_layers", 1, lambda v: v["architecture"] == "mlp",
-     "builds MLP networks between the layers; use architecture: mlp"),
-    ("lower_latent_dim", MODEL_DEFAULTS["lower_latent_dim"], lambda v: v["stochastic_layers"] == 2,
-     "sizes the lower stochastic layer, which only stochastic_layers: 2 has; set stochastic_layers: 2 or "
-     "leave it at "
-     f"{MODEL_DEFAULTS['lower_latent_dim']}"),
-]
-assert set(_RULES) == {f.name for f in fields(Params)}
+def default(name: str) -> Any:
+    """The declared default of param ``name`` (params.yaml's value as committed)."""
+    return DECLARATIONS[name].default
 
 
 def _split_sizes(values: dict[str, Any]) -> tuple[int, int]:
@@ -237,6 +340,13 @@ def _too_few_images_for_pseudo_inputs(values: dict[str, Any]) -> str:
     return ""
 
 
+def _warmup_too_long(values: dict[str, Any]) -> str:
+    if values["kl_warmup_epochs"] > values["num_epochs"]:
+        return (f"kl_warmup_epochs = {values['kl_warmup_epochs']} is longer than num_epochs, so the KL weight "
+                "would never reach beta; lower it")
+    return ""
+
+
 def _perplexity_too_large(values: dict[str, Any]) -> str:
     if values["tsne_perplexity"] >= values["tsne_subset"]:
         return (f"tsne_perplexity = {values['tsne_perplexity']:g} must be smaller than tsne_subset = "
@@ -244,9 +354,9 @@ def _perplexity_too_large(values: dict[str, Any]) -> str:
     return ""
 
 
-# Rules that relate several params, each giving what is wrong and the fix, or "" when they agree.
-_RELATED: list[Callable[[dict[str, Any]], str]] = [_empty_validation, _subset_too_large, _too_few_training_images,
-                                                   _too_few_images_for_pseudo_inputs, _perplexity_too_large]
+# Rules that relate several params' values, each giving what is wrong and the fix, or "" when they agree.
+_RELATED = (_empty_validation, _subset_too_large, _too_few_training_images, _too_few_images_for_pseudo_inputs,
+            _warmup_too_long, _perplexity_too_large)
 
 
 def suggest(key: str, known: list[str]) -> str:
@@ -255,41 +365,52 @@ def suggest(key: str, known: list[str]) -> str:
     return f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
 
 
-def _check_type(key: str, value: Any, kind: type, allowed: str, source: str) -> Any:
+def _typed(declared: Declaration, value: Any, source: str) -> Any:
+    """``value`` as its declared kind (an int where a float is declared becomes that float), or a ``UserError``."""
+    kind, allowed = declared.kind, declared.constraint
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
-        hint = ""
-        if kind is float and isinstance(value, str):
-            hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)"
-        raise UserError(f"{source}: {key} = {value!r} is not {allowed}{hint}; fix it in {source}")
+        hint = " (YAML reads 1e-3 as text: write 0.001 or 1.0e-3)" if kind is float and isinstance(value, str) else ""
+        raise UserError(f"{source}: {declared.name} = {value!r} is not {allowed}{hint}; fix it in {source}")
     if kind is float:
         try:
             return float(value)
         except OverflowError:  # an integer too large for a float
-            raise UserError(f"{source}: {key} = {value!r} is not {allowed}; fix it in {source}") from None
+            raise UserError(f"{source}: {declared.name} = {value!r} is not {allowed}; fix it in {source}") from None
     return value
 
 
+def _only_with_problem(declared: Declaration, values: dict[str, Any]) -> OnlyWith | None:
+    """The first ``OnlyWith`` rule of a param that its value breaks, or None."""
+    value = values[declared.name]
+    for rule in declared.only_with:
+        applies = value in rule.values if rule.values else value != declared.default
+        if applies and values[rule.key] not in rule.allowed:
+            return rule
+    return None
+
+
 def validate(raw: Any, source: str = "params.yaml") -> Params:
-    """Check every key of a parsed params file and return them as ``Params``.
+    """Check every key of a parsed params file against its declaration and return them as ``Params``.
 
     Raises ``UserError`` naming the first bad key, its value and what is allowed.
     """
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of key: value, got {type(raw).__name__}")
     for key in raw:
-        if key not in _RULES:
-            raise UserError(f"{source}: unknown key {key!r}; {suggest(str(key), list(_RULES))}")
+        if key not in DECLARATIONS:
+            raise UserError(f"{source}: unknown key {key!r}; {suggest(str(key), list(DECLARATIONS))}")
     values = {}
-    for key, (kind, check, allowed) in _RULES.items():
+    for key, declared in DECLARATIONS.items():
         if key not in raw:
-            raise UserError(f"{source}: missing key {key!r}; add it ({allowed})")
-        value = _check_type(key, raw[key], kind, allowed, source)
-        if not check(value):
-            raise UserError(f"{source}: {key} = {raw[key]!r} is not {allowed}; fix it in {source}")
+            raise UserError(f"{source}: missing key {key!r}; add it ({declared.constraint}; the default is "
+                            f"{declared.default!r})")
+        value = _typed(declared, raw[key], source)
+        if not declared.constraint.allows(value):
+            raise UserError(f"{source}: {key} = {raw[key]!r} is not {declared.constraint}; fix it in {source}")
         values[key] = value
-    for key, default, holds, why in _ONLY_WITH:
-        if values[key] != default and not holds(values):
-            raise UserError(f"{source}: {key} = {raw[key]!r} {why}")  # each why ends with its fix
+    for key, declared in DECLARATIONS.items():
+        if (rule := _only_with_problem(declared, values)) is not None:  # each why ends with its fix
+            raise UserError(f"{source}: {key} = {raw[key]!r} {rule.why.format(default=declared.default)}")
     for problem in (rule(values) for rule in _RELATED):
         if problem:
             raise UserError(f"{source}: {problem}")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from vae.errors import UserError
 from vae.loops import EVAL_BATCH, BatchCallback
-from vae.model import VAE, batch_objective, negative_elbo, uses_log_weights
+from vae.model import VAE, VAEConfig, batch_objective, negative_elbo, uses_log_weights
 from vae.params import IWAE_EPOCHS, IWAE_STAGES, Params
 
 log = logging.getLogger("vae")
@@ -122,16 +122,16 @@ class TrainState:
     history: list[dict[str, float]] | None = None
 
     @classmethod
-    def new(cls, model_config: dict[str, Any], settings: TrainingSettings, device: torch.device,
+    def new(cls, model_config: VAEConfig, settings: TrainingSettings, device: torch.device,
             output_bias: torch.Tensor | None = None, pseudo_inputs: torch.Tensor | None = None) -> "TrainState":
-        """A fresh model (``VAE(**model_config)``, initialized from ``settings.seed``), its Adam and generators.
+        """A fresh model (``VAE(model_config)``, initialized from ``settings.seed``), its Adam and generators.
 
         ``output_bias`` replaces the decoder's output bias (MLP only), e.g. ``logit_of_mean``;
         ``pseudo_inputs``, images to start a VampPrior's pseudo-inputs at (``VampPrior.start_at``).
         """
         seed = settings.seed
         torch.manual_seed(seed)  # weight initialization
-        model = VAE(**model_config).to(device)
+        model = VAE(model_config).to(device)
         if output_bias is not None:
             with torch.no_grad():
                 model.decoder.output_layer.bias.copy_(output_bias)
@@ -155,7 +155,7 @@ class TrainState:
         return {
             "run_key": run_key,  # what the run was trained from (vae.runtime.run_key)
             "epoch": self.epoch,
-            "config": self.model.config,
+            "config": self.model.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": {name: gen.get_state() for name, gen in self.generators().items()},
