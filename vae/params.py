@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import yaml
 
-from vae.data.datasets import DATASETS
+from vae.data.datasets import DATASETS, FOLDER, UNDECODABLE
 from vae.errors import UserError
 from vae.numerics import MODES
 
@@ -39,6 +39,10 @@ IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
 # for byte as before.
 MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli",
                   "prior": "standard", "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
+
+# The params of a folder of images (dataset_name: folder) at their defaults, which the IDX datasets keep.
+FOLDER_DEFAULTS = {"image_folder": "data/images", "image_size": 28, "channels": 1, "test_fraction": 0.1,
+                   "undecodable": "refuse"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Params:
     pseudo_inputs_init: str
     stochastic_layers: int
     lower_latent_dim: int
+    image_folder: str
+    image_size: int
+    channels: int
+    test_fraction: float
+    undecodable: str
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of ``vae.model.VAE`` that these params choose."""
@@ -112,7 +121,7 @@ def _device(value: str) -> bool:
 # PyTorch's CPU generator keeps a seed's low 32 bits: 2**32 would repeat seed 0's draws.
 _SEED: tuple[type, Callable[[Any], bool], str] = (int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
-    "dataset_name": (str, lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "dataset_name": _one_of(*DATASETS, FOLDER),
     "batch_size": (int, _positive, "an integer > 0"),
     "lr": (float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
     "num_epochs": (int, _positive, "an integer > 0"),
@@ -156,6 +165,12 @@ _RULES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "pseudo_inputs_init": _one_of(*PSEUDO_INPUT_INITS),
     "stochastic_layers": (int, lambda v: v in (1, 2), "1 or 2"),
     "lower_latent_dim": (int, _positive, "an integer > 0 (the lower stochastic layer's size)"),
+    "image_folder": (str, lambda v: bool(v) and not Path(v).is_absolute() and ".." not in Path(v).parts,
+                     "a folder inside the repository, as a relative path (DVC tracks it as the split stage's dep)"),
+    "image_size": (int, lambda v: 8 <= v <= 256, "an integer in [8, 256] (pixels on each side)"),
+    "channels": (int, lambda v: v in (1, 3), "1 (grey) or 3 (RGB)"),
+    "test_fraction": (float, lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
+    "undecodable": _one_of(*UNDECODABLE),
 }
 # Combinations that mean nothing: (key, its value is not this default, unless ..., why)
 _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
@@ -186,6 +201,9 @@ _ONLY_WITH: list[tuple[str, Any, Callable[[dict[str, Any]], bool], str]] = [
      "sizes the lower stochastic layer, which only stochastic_layers: 2 has; set stochastic_layers: 2 or "
      "leave it at "
      f"{MODEL_DEFAULTS['lower_latent_dim']}"),
+    *[(key, FOLDER_DEFAULTS[key], lambda v: v["dataset_name"] == FOLDER,
+       f"applies to dataset_name: {FOLDER} only; set dataset_name: {FOLDER} or leave it at {FOLDER_DEFAULTS[key]}")
+      for key in FOLDER_DEFAULTS],
 ]
 assert set(_RULES) == {f.name for f in fields(Params)}
 
@@ -197,7 +215,7 @@ def _split_sizes(values: dict[str, Any]) -> tuple[int, int]:
 
 
 def _empty_validation(values: dict[str, Any]) -> str:
-    if _split_sizes(values)[0] == 0:
+    if values["dataset_name"] != FOLDER and _split_sizes(values)[0] == 0:
         return (f"val_fraction = {values['val_fraction']} holds out no image of the {TRAIN_SET_SIZE:,}; "
                 f"raise it to at least {1 / TRAIN_SET_SIZE:.1e}")
     return ""
@@ -205,13 +223,15 @@ def _empty_validation(values: dict[str, Any]) -> str:
 
 def _subset_too_large(values: dict[str, Any]) -> str:
     available = TRAIN_SET_SIZE - _split_sizes(values)[0]
-    if values["train_subset"] > available:
+    if values["dataset_name"] != FOLDER and values["train_subset"] > available:
         return (f"train_subset = {values['train_subset']} but the training split has {available} images; "
                 f"set it to at most {available}, or 0 for all")
     return ""
 
 
 def _too_few_training_images(values: dict[str, Any]) -> str:
+    if values["dataset_name"] == FOLDER:
+        return ""  # a folder's images are counted by the split stage (vae.data.folder.check_counts)
     images = _split_sizes(values)[1]
     subset = values["train_subset"]
     cause = f"train_subset = {subset}" if subset else f"val_fraction = {values['val_fraction']:g}"
@@ -231,6 +251,8 @@ def _too_few_training_images(values: dict[str, Any]) -> str:
 
 def _too_few_images_for_pseudo_inputs(values: dict[str, Any]) -> str:
     images = _split_sizes(values)[1]
+    if values["dataset_name"] == FOLDER:
+        return ""  # a folder's training images are counted where the pseudo-inputs are taken from them
     if values["prior"] == "vampprior" and values["pseudo_inputs_init"] == "data" and images < values["pseudo_inputs"]:
         return (f"pseudo_inputs = {values['pseudo_inputs']} start at training images but the training split has "
                 f"{images}; lower pseudo_inputs or set pseudo_inputs_init: random")
