@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -214,3 +215,38 @@ def test_too_few_images_for_the_splits_and_the_knn_probe(tmp_path, params, count
     with pytest.raises(UserError, match=match):
         make_folder_splits(tmp_path / "img", out, replace(params, test_fraction=0.34, val_fraction=0.5))
     assert not any(out.iterdir())  # nothing written
+
+
+# Images without labels: what needs labels is not defined (left out), never 0, never a traceback.
+
+def test_without_labels_the_probes_are_left_out_of_the_metrics():
+    from vae.metrics import evaluate
+    from vae.model import VAE
+
+    x = torch.rand(40, 784)
+    no_labels = np.full(40, -1)
+    metrics, _ = evaluate(VAE(hidden_dim=16), x, no_labels, x[:20], no_labels[:20], k=2, progress=False)
+    assert "loss" in metrics and not {"knn_accuracy", "linear_probe_accuracy"} & set(metrics)
+
+
+def test_without_labels_the_classifier_file_says_so(tmp_path):
+    from vae.classifier import load_classifier, save_classifier
+
+    save_classifier(tmp_path / "classifier.pt", None)
+    assert load_classifier(tmp_path / "classifier.pt") is None
+
+
+def test_without_labels_the_latent_plot_has_one_colour_and_no_legend(tmp_path):
+    import pandas as pd
+
+    from vae.figures import latent_scatter
+
+    points = pd.DataFrame({"x": np.arange(5.0), "y": np.arange(5.0), "label": -1, "class": ""})
+    latent_scatter(tmp_path / "latent.png", points, "t")
+    assert (tmp_path / "latent.png").stat().st_size > 0
+
+
+def test_without_labels_interpolations_pair_the_first_images():
+    from vae.generate import pick_pairs
+
+    assert pick_pairs(torch.full((7,), -1), 10) == [(0, 1), (2, 3), (4, 5)]

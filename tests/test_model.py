@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vae.model import VAE, gaussian_kl, images, negative_elbo, reparameterize, vae_loss
+from vae.model import VAE, gaussian_kl, images, load_model, negative_elbo, reparameterize, save_model, vae_loss
 
 
 def test_shapes_and_notebook_parameter_names() -> None:
@@ -82,3 +82,27 @@ def test_reparameterize_draws_from_the_posterior_and_follows_the_generator() -> 
     assert z.mean().item() == pytest.approx(2.0, abs=0.02)
     assert z.std().item() == pytest.approx(0.5, abs=0.02)
     assert torch.equal(z, reparameterize(mu, logvar, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size, depth", [(28, 2), (32, 2), (64, 3)])
+def test_conv_handles_grey_and_rgb_at_28_32_and_64(channels, size, depth):
+    """C x H x W in, the same out; the conv halves the side until it is at most 8 (docs/variants.md)."""
+    model = VAE(latent_dim=3, architecture="conv", channels=channels, image_size=size)
+    x = torch.rand(2, channels * size * size)
+    x_hat, mu, _, _ = model(x)
+    assert x_hat.shape == x.shape and mu.shape == (2, 3) and model.image_shape == (channels, size, size)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.encoder.net) == depth
+    assert images(x_hat, model.image_shape).shape == (2, channels, size, size)
+
+
+def test_the_image_shape_is_saved_and_old_files_load_as_28_by_28_grey(tmp_path):
+    default = VAE(latent_dim=2)
+    assert set(default.config) == {"input_dim", "hidden_dim", "latent_dim"}  # default files stay byte-identical
+    rgb = VAE(latent_dim=2, channels=3, image_size=32)
+    save_model(tmp_path / "rgb.pt", rgb)
+    assert load_model(tmp_path / "rgb.pt").image_shape == (3, 32, 32)
+    save_model(tmp_path / "old.pt", default)
+    assert load_model(tmp_path / "old.pt").image_shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="input_dim = 784 but 3 x 32 x 32 images have 3072 values"):
+        VAE(input_dim=784, channels=3, image_size=32)

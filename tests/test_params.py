@@ -155,6 +155,8 @@ def test_unknown_key_instead_of_known_one(raw):
     ({"image_size": 64}, "image_size = 64 applies to dataset_name: folder only; set dataset_name: folder or leave "
                          "it at 28"),
     ({"image_folder": "photos"}, "image_folder = 'photos' applies to dataset_name: folder only"),
+    ({"dataset_name": "folder", "image_size": 30, "architecture": "conv"},
+     "image_size = 30 is not a multiple of 4, which architecture: conv halves 2 times; use 28 or 32"),
 ])
 def test_combinations_that_mean_nothing_are_one_error_line(raw, changes, error):
     raw.update(changes)
@@ -171,7 +173,8 @@ def test_the_iwae_papers_settings_are_valid(raw):
     params = validate(raw)
     assert params.model_config() == {"hidden_dim": 200, "latent_dim": 50, "hidden_layers": 2, "activation": "tanh",
                                      "architecture": "mlp", "likelihood": "binarized", "prior": "standard",
-                                     "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
+                                     "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40,
+                                     "channels": 1, "image_size": 28}
 
 
 def test_the_vampprior_papers_hvae_is_valid(raw):

@@ -24,20 +24,21 @@ from typing import BinaryIO, NamedTuple
 import torch
 from torch import nn
 
-from vae.data.datasets import IMAGE_SHAPE
 from vae.io import load_torch, write_torch
 from vae.likelihoods import LIKELIHOODS, Likelihood
 from vae.loops import EVAL_BATCH
-from vae.params import ACTIVATION_NAMES, MODEL_DEFAULTS
+from vae.params import ACTIVATION_NAMES, MODEL_DEFAULTS, conv_depth
 from vae.priors import diagonal_normal_log_prob, make_prior
 
+IMAGE_SHAPE = (1, 28, 28)  # channels, height, width: the IDX datasets', and a model file's without its own
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 
 
 _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 assert (*ACTIVATIONS, "gated") == ACTIVATION_NAMES
-CONV_CHANNELS = (16, 32)  # the conv encoder's feature maps at 14 x 14 and 7 x 7; the decoder mirrors it
+# The conv encoder's feature maps after each stride-2 layer (at 28: 14 x 14 and 7 x 7); the decoder mirrors it
+CONV_CHANNELS = (16, 32, 64, 128, 256)
 
 
 class GatedDense(nn.Module):
@@ -67,22 +68,24 @@ def _mlp(sizes: list[int], activation: str) -> list[nn.Module]:
 class Encoder(nn.Module):
     """x -> (mu, logvar) of the Gaussian posterior q(z|x).
 
-    ``mlp``: ``hidden_layers`` layers of ``hidden_dim`` units. ``conv``: two stride-2
-    4x4 convolutions (28 -> 14 -> 7) with ``CONV_CHANNELS`` feature maps, then linear maps.
+    ``mlp``: ``hidden_layers`` layers of ``hidden_dim`` units. ``conv``: stride-2 4x4
+    convolutions with ``CONV_CHANNELS`` feature maps, halving the side until it is at most 8
+    (``conv_depth``: 28 -> 14 -> 7, 32 -> 16 -> 8, 64 -> 32 -> 16 -> 8), then linear maps.
+    ``shape`` is the images' (channels, height, width).
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, latent_dim: int, hidden_layers: int = 2,
-                 activation: str = "relu", architecture: str = "mlp") -> None:
+                 activation: str = "relu", architecture: str = "mlp",
+                 shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
         if architecture == "conv":
-            c1, c2 = CONV_CHANNELS
-            self.net = nn.Sequential(
-                nn.Unflatten(1, (1, *IMAGE_SHAPE)),
-                nn.Conv2d(1, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.Conv2d(c1, c2, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.Flatten(),
-            )
-            features = c2 * (IMAGE_SHAPE[0] // 4) * (IMAGE_SHAPE[1] // 4)
+            depth = conv_depth(shape[-1])
+            maps = (shape[0], *CONV_CHANNELS[:depth])
+            layers: list[nn.Module] = []
+            for n_in, n_out in zip(maps, maps[1:]):
+                layers += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+            self.net = nn.Sequential(nn.Unflatten(1, shape), *layers, nn.Flatten())
+            features = maps[-1] * (shape[1] >> depth) * (shape[2] >> depth)
         else:
             self.net = nn.Sequential(nn.Flatten(), *_mlp([input_dim] + [hidden_dim] * hidden_layers, activation))
             features = hidden_dim
@@ -96,25 +99,28 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> the logits of p(x|z), flat (N, 784); ``forward`` gives the pixels' means.
+    """z -> the logits of p(x|z), flat (N, C * H * W); ``forward`` gives the pixels' means.
 
-    The mirror image of the encoder: ``mlp`` layers, or a linear map to 7 x 7 feature
-    maps and two stride-2 transposed convolutions (7 -> 14 -> 28).
+    The mirror image of the encoder: ``mlp`` layers, or a linear map to the encoder's last
+    feature maps and stride-2 transposed convolutions back to ``shape`` (7 -> 14 -> 28).
     """
 
     def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int, hidden_layers: int = 2,
                  activation: str = "relu", architecture: str = "mlp",
-                 likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> None:
+                 likelihood: Likelihood = LIKELIHOODS["bernoulli"], shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
         self.likelihood = likelihood
         if architecture == "conv":
-            c1, c2 = CONV_CHANNELS
-            side = IMAGE_SHAPE[0] // 4, IMAGE_SHAPE[1] // 4
+            depth = conv_depth(shape[-1])
+            maps = (shape[0], *CONV_CHANNELS[:depth])[::-1]
+            side = shape[1] >> depth, shape[2] >> depth
+            layers: list[nn.Module] = []
+            for n_in, n_out in zip(maps, maps[1:]):
+                layers += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
             self.net = nn.Sequential(
-                nn.Linear(latent_dim, c2 * side[0] * side[1]), ACTIVATIONS[activation](),
-                nn.Unflatten(1, (c2, *side)),
-                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
+                nn.Linear(latent_dim, maps[0] * side[0] * side[1]), ACTIVATIONS[activation](),
+                nn.Unflatten(1, (maps[0], *side)),
+                *layers[:-1],  # no activation after the last: its outputs are the logits
                 nn.Flatten(),
                 nn.Sigmoid(),
             )
@@ -179,25 +185,37 @@ class VAE(nn.Module):
     latent plots, probes and latent density use, and what ``decode`` maps to images.
     """
 
-    def __init__(self, input_dim: int = INPUT_DIM, hidden_dim: int = 512, latent_dim: int = 2,
+    def __init__(self, input_dim: int | None = None, hidden_dim: int = 512, latent_dim: int = 2,
                  hidden_layers: int = 2, activation: str = "relu", architecture: str = "mlp",
                  likelihood: str = "bernoulli", prior: str = "standard", pseudo_inputs: int = 500,
-                 stochastic_layers: int = 1, lower_latent_dim: int = 40) -> None:
+                 stochastic_layers: int = 1, lower_latent_dim: int = 40, channels: int = 1,
+                 image_size: int = 28) -> None:
         super().__init__()
+        pixels = channels * image_size**2
+        if input_dim not in (None, pixels):
+            raise ValueError(f"input_dim = {input_dim} but {channels} x {image_size} x {image_size} images have "
+                             f"{pixels} values")
         options = {"hidden_layers": hidden_layers, "activation": activation, "architecture": architecture,
                    "likelihood": likelihood, "prior": prior, "pseudo_inputs": pseudo_inputs,
-                   "stochastic_layers": stochastic_layers, "lower_latent_dim": lower_latent_dim}
-        self.config = {"input_dim": input_dim, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
+                   "stochastic_layers": stochastic_layers, "lower_latent_dim": lower_latent_dim,
+                   "channels": channels, "image_size": image_size}
+        self.config = {"input_dim": pixels, "hidden_dim": hidden_dim, "latent_dim": latent_dim,
                        **{key: value for key, value in options.items() if value != MODEL_DEFAULTS[key]}}
-        shape = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
+        layers = {key: options[key] for key in ("hidden_layers", "activation", "architecture")}
         lower = lower_latent_dim if stochastic_layers == 2 else 0
-        self.encoder = Encoder(input_dim, hidden_dim, latent_dim, **shape)
-        self.decoder = Decoder(lower + latent_dim, hidden_dim, input_dim, **shape,
-                               likelihood=LIKELIHOODS[likelihood])
+        self.encoder = Encoder(pixels, hidden_dim, latent_dim, **layers, shape=self.image_shape)
+        self.decoder = Decoder(lower + latent_dim, hidden_dim, pixels, **layers,
+                               likelihood=LIKELIHOODS[likelihood], shape=self.image_shape)
         if lower:
-            self.lower_encoder = Encoder(input_dim + latent_dim, hidden_dim, lower, **shape)
-            self.lower_prior = Encoder(latent_dim, hidden_dim, lower, **shape)
-        self.prior = make_prior(prior, pseudo_inputs, input_dim)
+            self.lower_encoder = Encoder(pixels + latent_dim, hidden_dim, lower, **layers)
+            self.lower_prior = Encoder(latent_dim, hidden_dim, lower, **layers)
+        self.prior = make_prior(prior, pseudo_inputs, pixels)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images: 1 x 28 x 28 unless the config says otherwise."""
+        size = self.config.get("image_size", MODEL_DEFAULTS["image_size"])
+        return self.config.get("channels", MODEL_DEFAULTS["channels"]), size, size
 
     @property
     def latent_dim(self) -> int:
@@ -272,9 +290,9 @@ class VAE(nn.Module):
         return self.decode(z, lower), mu, logvar, z
 
 
-def images(x: torch.Tensor) -> torch.Tensor:
-    """Flat pixels (N, 784) -> image batch (N, 1, 28, 28) for torchvision's grids."""
-    return x.reshape(-1, 1, *IMAGE_SHAPE)
+def images(x: torch.Tensor, shape: tuple[int, int, int] = IMAGE_SHAPE) -> torch.Tensor:
+    """Flat pixels (N, C * H * W) -> image batch (N, C, H, W) for torchvision's grids."""
+    return x.reshape(-1, *shape)
 
 
 @torch.no_grad()

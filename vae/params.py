@@ -34,10 +34,22 @@ LR_SCHEDULES = ("constant", "iwae")
 PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
 IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
+CONV_TARGET = 8  # the conv architecture halves the image side with stride-2 layers until it is at most this
+
+
+def conv_depth(image_size: int) -> int:
+    """Stride-2 layers of the conv encoder (and decoder) for images of this side: 2 (28 -> 7, 32 -> 8), 3 for 64."""
+    depth = 2
+    while image_size / 2**depth > CONV_TARGET:
+        depth += 1
+    return depth
+
+
 # The model options' defaults. Options at these values are left out of a model file's config, so
 # that the notebook's model files (and ours from before these options) load, and are written byte
 # for byte as before.
-MODEL_DEFAULTS = {"hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli",
+MODEL_DEFAULTS = {"channels": 1, "image_size": 28,
+                  "hidden_layers": 2, "activation": "relu", "architecture": "mlp", "likelihood": "bernoulli",
                   "prior": "standard", "pseudo_inputs": 500, "stochastic_layers": 1, "lower_latent_dim": 40}
 
 # The params of a folder of images (dataset_name: folder) at their defaults, which the IDX datasets keep.
@@ -259,6 +271,15 @@ def _too_few_images_for_pseudo_inputs(values: dict[str, Any]) -> str:
     return ""
 
 
+def _conv_size(values: dict[str, Any]) -> str:
+    size = values["image_size"]
+    if values["architecture"] == "conv" and size % 2 ** conv_depth(size):
+        step = 2 ** conv_depth(size)
+        return (f"image_size = {size} is not a multiple of {step}, which architecture: conv halves "
+                f"{conv_depth(size)} times; use {size - size % step} or {size - size % step + step}")
+    return ""
+
+
 def _perplexity_too_large(values: dict[str, Any]) -> str:
     if values["tsne_perplexity"] >= values["tsne_subset"]:
         return (f"tsne_perplexity = {values['tsne_perplexity']:g} must be smaller than tsne_subset = "
@@ -268,7 +289,7 @@ def _perplexity_too_large(values: dict[str, Any]) -> str:
 
 # Rules that relate several params, each giving what is wrong and the fix, or "" when they agree.
 _RELATED: list[Callable[[dict[str, Any]], str]] = [_empty_validation, _subset_too_large, _too_few_training_images,
-                                                   _too_few_images_for_pseudo_inputs, _perplexity_too_large]
+                                                   _too_few_images_for_pseudo_inputs, _perplexity_too_large, _conv_size]
 
 
 def suggest(key: str, known: list[str]) -> str:
