@@ -291,11 +291,11 @@ def make_folder_splits(folder: str | Path, out_dir: str | Path, params: Params) 
         return data.images[idx], data.labels[idx], data.rows[idx]
 
     rows = write_splits(out_dir, part(pool), part(test), params.val_fraction, params.data_seed, params.train_subset)
+    for entry in data.manifest:  # "unused": left out by train_subset; "": skipped, never decoded
+        entry["split"] = "" if entry["skipped"] else "unused"
     for split, index in rows.items():
         for row in index:
             data.manifest[row]["split"] = split
-    for row in data.manifest:  # a row of the pool that train_subset leaves out
-        row["split"] = row["split"] if row["split"] in rows or row["skipped"] else "unused"
     write_text(Path(out_dir) / MANIFEST, manifest_csv(data.manifest))
     return {name: len(index) for name, index in rows.items()}
 
