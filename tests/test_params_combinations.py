@@ -38,6 +38,7 @@ from vae.data.idx import format_idx
 from vae.params import (
     ACTIVATION_NAMES,
     ARCHITECTURES,
+    FOLDER_DEFAULTS,
     IWAE_EPOCHS,
     LIKELIHOOD_NAMES,
     LR_SCHEDULES,
@@ -134,6 +135,13 @@ def params_files(draw: st.DrawFn) -> dict[str, object]:
                                          st.one_of(st.integers(1, 20), st.integers(1, 400)))),
         "pseudo_inputs_init": draw(only_with(vampprior, "random", st.sampled_from(PSEUDO_INPUT_INITS))),
         "lower_latent_dim": draw(only_with(two_layers, MODEL_DEFAULTS["lower_latent_dim"], st.integers(1, 4))),
+        # a folder's keys, drawn with the IDX datasets only (refused off their defaults; tests/test_folder*.py
+        # run folders)
+        "image_folder": draw(only_with(False, FOLDER_DEFAULTS["image_folder"], st.just("data/photos"))),
+        "image_size": draw(only_with(False, FOLDER_DEFAULTS["image_size"], st.sampled_from([32, 64]))),
+        "channels": draw(only_with(False, FOLDER_DEFAULTS["channels"], st.just(3))),
+        "test_fraction": draw(only_with(False, FOLDER_DEFAULTS["test_fraction"], st.floats(0.05, 0.5))),
+        "undecodable": draw(only_with(False, FOLDER_DEFAULTS["undecodable"], st.just("skip"))),
     }
 
 
