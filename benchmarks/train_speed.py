@@ -55,7 +55,7 @@ from torchvision import datasets, transforms
 from benchmarks import bf16_note
 from vae.data.datasets import FILES
 from vae.data.split import load_split, to_tensor
-from vae.model import INPUT_DIM, VAE, VAEConfig
+from vae.model import VAE, VAEConfig
 from vae.params import Params, load_params, resolve_device
 from vae.runtime.dvc_yaml import PARAMS_FILE, read_stage
 from vae.runtime.machine import flush_subnormals
@@ -118,7 +118,7 @@ def notebook_variant(raw_dir: Path, tmp: Path, p: Params, device: torch.device) 
     train_loader = DataLoader(train_ds, batch_size=p.batch_size, shuffle=True, num_workers=2, pin_memory=True)
     val_loader = DataLoader(val_ds, batch_size=p.batch_size, shuffle=False, num_workers=2, pin_memory=True)
     next(iter(train_loader))  # the notebook reads one batch for the image shape; it draws from the RNG
-    model = VAE(VAEConfig(INPUT_DIM, p.hidden_dim, p.latent_dim)).to(device)
+    model = VAE(VAEConfig(hidden_dim=p.hidden_dim, latent_dim=p.latent_dim)).to(device)
     bce = nn.BCELoss(reduction="sum")
     optimizer = optim.Adam(model.parameters(), lr=p.lr)
 
@@ -171,7 +171,7 @@ class GemmFloor:
     def of(cls, name: str, p: Params, device: torch.device, dtype: torch.dtype) -> "GemmFloor":
         """The step's products at params.yaml's sizes in ``dtype``, warmed up."""
         with torch.device("meta"):  # shapes only: draws nothing from the global RNG
-            model = VAE(VAEConfig(INPUT_DIM, p.hidden_dim, p.latent_dim))
+            model = VAE(VAEConfig(hidden_dim=p.hidden_dim, latent_dim=p.latent_dim))
             layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
         gen = torch.Generator(device=device).manual_seed(p.seed)
         ops = []

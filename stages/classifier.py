@@ -11,7 +11,7 @@ import logging
 import torch
 
 from vae.classifier import FD_IMAGES, accuracy, features_and_logits, frechet_distance, save_classifier, train_classifier
-from vae.data.split import load_images
+from vae.data.split import image_shape, load_images, load_split
 from vae.io import staged, write_json
 from vae.params import resolve_device
 from vae.runtime import interrupt
@@ -24,8 +24,16 @@ def main(args: argparse.Namespace) -> None:
     (train_x, train_y), (test_x, test_y) = (
         (images, torch.as_tensor(labels, dtype=torch.int64, device=device))
         for images, labels in (load_images(args.train, device), load_images(args.test, device)))
+    if (train_y < 0).any():  # a folder without class folders: the classifier's metrics are not defined
+        with staged(args.model, args.metrics) as (model_path, metrics_path):
+            save_classifier(model_path, None)
+            write_json(metrics_path, {})
+        logging.getLogger("vae").info("the images have no labels: no classifier, and no metric of it is defined")
+        return
+    channels, side = image_shape(load_split(args.test)[0])
     model = train_classifier(train_x, train_y, params.classifier_epochs, params.classifier_batch_size,
-                             params.classifier_lr, params.data_seed, on_batch=interrupt.check)
+                             params.classifier_lr, params.data_seed, on_batch=interrupt.check,
+                             shape=(channels, side, side))
     metrics = {"classifier_test_accuracy": accuracy(model, test_x, test_y),
                "fd_real_data_floor": frechet_distance(features_and_logits(model, train_x[:FD_IMAGES])[0],
                                                       features_and_logits(model, test_x)[0])}

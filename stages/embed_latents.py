@@ -22,7 +22,10 @@ def main(args: argparse.Namespace) -> None:
     model = load_model(args.model, device)
     x, labels = load_images(args.test, device)
     mu, logvar = encode(model, x)
-    table = latent_table(mu.cpu().numpy(), logvar.cpu().numpy(), labels, DATASETS[params.dataset_name].classes)
+    # a folder's classes by their index (manifest.csv names each one's folder)
+    classes = (DATASETS[params.dataset_name].classes if params.dataset_name in DATASETS
+               else tuple(str(label) for label in range(int(labels.max()) + 1)))
+    table = latent_table(mu.cpu().numpy(), logvar.cpu().numpy(), labels, classes)
     with staged(args.table, args.projections) as (table_path, out):
         write_csv(table_path, table)
         for name, points in projections(table, params.tsne_subset, params.tsne_perplexity, params.seed).items():

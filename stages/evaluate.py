@@ -28,18 +28,20 @@ def main(args: argparse.Namespace) -> None:
     test_x, test_y = load_images(args.test, device)
     train_x, train_y = load_images(args.train, device)
     metrics, per_dim = evaluate(model, train_x, train_y, test_x, test_y, params.iwae_k, params.seed)
-    metrics |= sample_quality(model, load_classifier(args.classifier, device), test_x, test_y, params.seed,
-                              params.fd_images, density=load_latent_density(args.latent_density))
+    classifier = load_classifier(args.classifier, device)
+    if classifier is not None:  # None: images without labels, whose classifier metrics are not defined
+        metrics |= sample_quality(model, classifier, test_x, test_y, params.seed, params.fd_images,
+                                  density=load_latent_density(args.latent_density))
     with staged(args.metrics, args.kl_per_dim) as (metrics_path, kl_path):
         write_json(metrics_path, metrics)
         write_csv(kl_path, per_dim)
     nll_metric = model.likelihood.test_nll_metric
     nll = f" ({nll_metric.replace('_', ' ')} {metrics[nll_metric]:.2f})" if nll_metric else ""
+    fd = (f", FD of samples {metrics['fd_samples']:.2f} (prior) and {metrics['fd_samples_latent_density']:.2f} "
+          "(latent density)" if classifier is not None else ", FD not defined (no labels)")
     logging.getLogger("vae").info(
-        "test loss %.2f, IWAE bound (K=%d) %.2f%s, %d active units, FD of samples %.2f (prior) and %.2f "
-        "(latent density); wrote %s and %s", metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], nll,
-        metrics["active_units"], metrics["fd_samples"], metrics["fd_samples_latent_density"], args.metrics,
-        args.kl_per_dim)
+        "test loss %.2f, IWAE bound (K=%d) %.2f%s, %d active units%s; wrote %s and %s", metrics["loss"], params.iwae_k,
+        metrics["iwae_log_likelihood_bound"], nll, metrics["active_units"], fd, args.metrics, args.kl_per_dim)
 
 
 if __name__ == "__main__":

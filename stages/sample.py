@@ -12,6 +12,7 @@ informative, by KL, first).
 import argparse
 import logging
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +46,18 @@ def main(args: argparse.Namespace) -> None:
 def draw_images(out: Path, params: Params, model: VAE, x: torch.Tensor, labels: np.ndarray,
                 density: LatentDensity) -> None:
     nrow = math.ceil(math.sqrt(params.n_samples))
-    save_grid(out / "prior_samples.png", prior_samples(model, params.n_samples, params.seed), nrow=nrow)
-    save_grid(out / "latent_density_samples.png", latent_density_samples(model, density, params.n_samples, params.seed),
+    grid = partial(save_grid, shape=model.image_shape)  # in colour where the model's images are RGB
+    grid(out / "prior_samples.png", prior_samples(model, params.n_samples, params.seed), nrow=nrow)
+    grid(out / "latent_density_samples.png", latent_density_samples(model, density, params.n_samples, params.seed),
               nrow=nrow)
     reconstruction_grid(out / "reconstructions.png", model, x[:RECONSTRUCTED], params.seed)
-    save_grid(out / "interpolations.png", interpolations(model, x, pick_pairs(torch.from_numpy(labels), 10),
+    grid(out / "interpolations.png", interpolations(model, x, pick_pairs(torch.from_numpy(labels), 10),
                                                          STEPS), nrow=STEPS + 2)
     if model.latent_dim == 2:
-        save_grid(out / "manifold.png", manifold(model, MANIFOLD_SIZE), nrow=MANIFOLD_SIZE)
+        grid(out / "manifold.png", manifold(model, MANIFOLD_SIZE), nrow=MANIFOLD_SIZE)
     else:
         dims = torch.argsort(mean_kl_per_dimension(*encode(model, x)), descending=True).tolist()
-        save_grid(out / "traversals.png", traversals(model, x[0], dims), nrow=11)
+        grid(out / "traversals.png", traversals(model, x[0], dims), nrow=11)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import argparse
 import logging
 
 from vae.data.split import load_images
+from vae.errors import UserError
 from vae.io import write_json
 from vae.model import VAEConfig
 from vae.params import resolve_device
@@ -39,6 +40,9 @@ def main(args: argparse.Namespace) -> None:
     record = TrainingRecord(args.model, args.epochs, args.state, args.reconstructions, args.history, args.metrics,
                             params.save_every)
     output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
+    if params.pseudo_inputs_init == "data" and len(train_x) < params.pseudo_inputs:  # a folder's count (vae.params)
+        raise UserError(f"pseudo_inputs = {params.pseudo_inputs} start at training images but {args.train} holds "
+                        f"{len(train_x)}; lower pseudo_inputs or set pseudo_inputs_init: random")
     pseudo_inputs = train_x[:params.pseudo_inputs] if params.pseudo_inputs_init == "data" else None
     state = TrainState.new(VAEConfig.from_params(params), settings, device, output_bias=output_bias,
                            pseudo_inputs=pseudo_inputs)

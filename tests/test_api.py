@@ -57,6 +57,7 @@ def test_a_missing_or_damaged_file_in_the_working_tree(outside: Path) -> None:
 
 def test_a_damaged_pipeline_output_says_how_to_restore_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())  # dvc.yaml's ${image_folder}
     (tmp_path / "models").mkdir()
     (tmp_path / "models/model.pt").write_bytes(b"\0" * 10)
     monkeypatch.chdir(tmp_path)

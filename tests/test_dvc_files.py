@@ -117,6 +117,7 @@ def test_each_stage_lists_exactly_the_params_it_reads(stage: str) -> None:
 def test_the_params_check_names_the_stage_and_the_key_both_ways(tmp_path: Path) -> None:
     shutil.copytree(REPO / "vae", tmp_path / "vae")
     shutil.copytree(REPO / "stages", tmp_path / "stages")
+    shutil.copy(REPO / "params.yaml", tmp_path)  # dvc.yaml's ${image_folder}
     text = (REPO / "dvc.yaml").read_text()
     assert text.count("      - lr\n") == 1 and text.count("      - n_samples\n") == 1
     broken = text.replace("      - lr\n", "", 1).replace("      - n_samples\n", "      - n_samples\n      - beta\n")
@@ -143,6 +144,7 @@ def test_editing_the_vae_never_reruns_the_data_stages_or_the_classifier() -> Non
 def test_the_deps_check_names_the_stage_and_the_missing_file(tmp_path: Path) -> None:
     shutil.copytree(REPO / "vae", tmp_path / "vae")
     shutil.copytree(REPO / "stages", tmp_path / "stages")
+    shutil.copy(REPO / "params.yaml", tmp_path)  # dvc.yaml's ${image_folder}
     text = (REPO / "dvc.yaml").read_text()
     assert "      - vae/model.py\n" in text
     (tmp_path / "dvc.yaml").write_text(text.replace("      - vae/model.py\n", "", 1))

@@ -152,6 +152,70 @@ def test_a_damaged_training_state_is_set_aside_and_the_run_is_the_same(repo: Pat
     (repo / "models/train_state.pt.corrupt").unlink()
 
 
+# -- a folder of images with a fault (dataset_name: folder) -------------------------------------
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (28, 28), 128).save(path)
+
+
+def _classes(folder: Path, counts: dict[str, int]) -> None:
+    for name, n in counts.items():
+        for i in range(n):
+            _png(folder / name / f"{i}.png")
+
+
+def undecodable(folder: Path) -> None:
+    _classes(folder, {"a": 20})
+    (folder / "a/broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+
+
+def empty_class(folder: Path) -> None:
+    _classes(folder, {"a": 20})
+    (folder / "b").mkdir()
+    (folder / "b/Thumbs.db").write_text("x")
+
+
+def class_missing_from_test(folder: Path) -> None:
+    _classes(folder / "train", {"a": 20, "b": 20})
+    _classes(folder / "test", {"a": 5})
+
+
+def only_non_images(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for name in (".DS_Store", "Thumbs.db", "notes.txt"):
+        (folder / name).write_text("x")
+
+
+def too_few(folder: Path) -> None:
+    _classes(folder, {"a": 12})
+
+
+@pytest.mark.parametrize("fault, problem", [
+    (undecodable, "data/bad/a/broken.jpg cannot be decoded as a JPEG, PNG, GIF or WebP image"),
+    (empty_class, "data/bad/b: the class folder 'b' holds no JPEG, PNG, GIF or WebP image; add images to it"),
+    (class_missing_from_test, "data/bad/train/b: the class 'b' is in train/ but not in test/; add test images"),
+    (only_non_images, "image_folder = data/bad holds no JPEG, PNG, GIF or WebP image (ignored 3 other files"),
+    (too_few, "image_folder = data/bad gives 1 test images, fewer than the 2"),
+], ids=lambda v: getattr(v, "__name__", None) if callable(v) else None)
+def test_a_folder_of_images_with_a_fault_is_one_line_naming_the_file(repo: Path, fault, problem: str) -> None:
+    before = outputs(repo)
+    fault(repo / "data/bad")
+    committed = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(committed.replace("dataset_name: MNIST", "dataset_name: folder", 1)
+                                      .replace("image_folder: data/images", "image_folder: data/bad", 1))
+    code, out = stage(repo, "split")
+    line = error_line(out)
+    assert code == 1 and line.startswith(f"error: {problem}"), out
+    assert unchanged(before, outputs(repo), removed_on_run(repo, "split")) == []
+    (repo / "params.yaml").write_text(committed)  # the user goes back to the dataset that ran
+    shutil.rmtree(repo / "data/bad")
+    restore_as_printed(repo, line)
+    assert outputs(repo) == before
+
+
 # -- blocked and read-only output paths ---------------------------------------------------------
 
 # Outputs that persist: DVC removes whatever stands where an output that does not persist goes before the

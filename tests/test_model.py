@@ -21,7 +21,7 @@ from vae.model import (
 
 
 def test_shapes_and_notebook_parameter_names() -> None:
-    model = VAE(VAEConfig(784, 512, 2))
+    model = VAE(VAEConfig(hidden_dim=512, latent_dim=2))
     x = torch.rand(5, 1, 28, 28)  # the notebook feeds image batches; flat rows work too
     x_hat, mu, logvar, z = model(x)
     assert x_hat.shape == (5, 784) and images(x_hat).shape == (5, 1, 28, 28)
@@ -64,7 +64,7 @@ def test_loss_sums_over_the_batch() -> None:
 
 def test_recon_is_the_notebooks_bce_of_the_decoder_output_and_exact_where_sigmoid_saturates() -> None:
     torch.manual_seed(0)
-    model, x = VAE(VAEConfig(784, 32, 2)), torch.rand(8, 784).pow(3)
+    model, x = VAE(VAEConfig(hidden_dim=32, latent_dim=2)), torch.rand(8, 784).pow(3)
     z = torch.randn(8, 2)
     notebook = nn.BCELoss(reduction="sum")(model.decoder(z), x)
     _, recon, _ = vae_loss(x, model.decoder.logits(z), torch.zeros(8, 2), torch.zeros(8, 2))
@@ -79,7 +79,7 @@ def test_recon_is_the_notebooks_bce_of_the_decoder_output_and_exact_where_sigmoi
 
 def test_negative_elbo_is_the_loss_of_the_models_own_forward_pass() -> None:
     torch.manual_seed(0)
-    model, x = VAE(VAEConfig(784, 32, 3)), torch.rand(5, 784)
+    model, x = VAE(VAEConfig(hidden_dim=32, latent_dim=3)), torch.rand(5, 784)
     x_hat, mu, logvar, _ = model(x, torch.Generator().manual_seed(7))
     want = vae_loss(x, torch.logit(x_hat.double()), mu.double(), logvar.double())
     got = negative_elbo(model, x, torch.Generator().manual_seed(7))
@@ -122,3 +122,29 @@ def test_a_model_file_with_an_unknown_option_is_one_line(tmp_path) -> None:
         load_model(tmp_path / "new.pt")
     assert "stores model options this code does not know (flows)" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size, depth", [(28, 2), (32, 2), (64, 3)])
+def test_conv_handles_grey_and_rgb_at_28_32_and_64(channels, size, depth):
+    """C x H x W in, the same out; the conv halves the side until it is at most 8 (docs/variants.md)."""
+    model = VAE(VAEConfig(latent_dim=3, architecture="conv", channels=channels, image_size=size))
+    x = torch.rand(2, channels * size * size)
+    x_hat, mu, _, _ = model(x)
+    assert x_hat.shape == x.shape and mu.shape == (2, 3) and model.image_shape == (channels, size, size)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.encoder.net) == depth
+    assert images(x_hat, model.image_shape).shape == (2, channels, size, size)
+
+
+def test_the_image_shape_is_saved_and_old_files_load_as_28_by_28_grey(tmp_path):
+    default = VAE(VAEConfig(latent_dim=2))
+    assert set(default.config.to_dict()) == {"input_dim", "hidden_dim", "latent_dim"}  # default files keep their bytes
+    rgb = VAE(VAEConfig(latent_dim=2, channels=3, image_size=32))
+    save_model(tmp_path / "rgb.pt", rgb)
+    assert load_model(tmp_path / "rgb.pt").image_shape == (3, 32, 32)
+    save_model(tmp_path / "old.pt", default)
+    assert load_model(tmp_path / "old.pt").image_shape == (1, 28, 28)
+    torch.save({"config": {"input_dim": 784, "hidden_dim": 512, "latent_dim": 2, "channels": 3, "image_size": 32},
+                "model": rgb.state_dict()}, tmp_path / "bad.pt")
+    with pytest.raises(DamagedFile, match="stores input_dim = 784, but 3 x 32 x 32 images have 3072 values"):
+        load_model(tmp_path / "bad.pt")

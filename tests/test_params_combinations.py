@@ -134,6 +134,13 @@ def params_files(draw: st.DrawFn) -> dict[str, object]:
                                          st.one_of(st.integers(1, 20), st.integers(1, 400)))),
         "pseudo_inputs_init": draw(only_with(vampprior, "random", st.sampled_from(PSEUDO_INPUT_INITS))),
         "lower_latent_dim": draw(only_with(two_layers, default("lower_latent_dim"), st.integers(1, 4))),
+        # a folder's keys, drawn with the IDX datasets only (refused off their defaults; tests/test_folder*.py
+        # run folders)
+        "image_folder": draw(only_with(False, default("image_folder"), st.just("data/photos"))),
+        "image_size": draw(only_with(False, default("image_size"), st.sampled_from([32, 64]))),
+        "channels": draw(only_with(False, default("channels"), st.just(3))),
+        "test_fraction": draw(only_with(False, default("test_fraction"), st.floats(0.05, 0.5))),
+        "undecodable": draw(only_with(False, default("undecodable"), st.just("skip"))),
     }
 
 

@@ -28,36 +28,45 @@ FEATURES = 128  # width of the penultimate layer
 # Images on each side of a Frechet distance: prior samples and the test set (params.yaml's
 # fd_images, fewer for quick runs), or the classifier stage's train-split images and the test set.
 FD_IMAGES = 10_000
+DEFAULT_CONFIG = {"num_classes": 10, "shape": (1, *IMAGE_SHAPE)}
 KIND = "vae-pipeline classifier"  # stored in the file, so that another model's file is refused
 
 
 class Classifier(nn.Module):
-    """conv 3x3 (24) - pool - conv 3x3 (48) - pool - linear (128) - linear (10 classes)."""
+    """conv 3x3 (24) - pool - conv 3x3 (48) - pool - linear (128) - linear (10 classes).
 
-    def __init__(self, num_classes: int = 10) -> None:
+    ``shape`` is the images' (channels, height, width); ``num_classes`` the labels' count.
+    """
+
+    def __init__(self, num_classes: int = 10, shape: tuple[int, int, int] = (1, *IMAGE_SHAPE)) -> None:
         super().__init__()
+        self.config = {key: value for key, value in (("num_classes", num_classes), ("shape", shape))
+                       if value != DEFAULT_CONFIG[key]}  # the default leaves the file as it was
         self.features = nn.Sequential(
-            nn.Unflatten(1, (1, *IMAGE_SHAPE)),
-            nn.Conv2d(1, CHANNELS[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Unflatten(1, shape),
+            nn.Conv2d(shape[0], CHANNELS[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(CHANNELS[0], CHANNELS[1], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(CHANNELS[1] * (IMAGE_SHAPE[0] // 4) * (IMAGE_SHAPE[1] // 4), FEATURES), nn.ReLU(),
+            nn.Linear(CHANNELS[1] * (shape[1] // 4) * (shape[2] // 4), FEATURES), nn.ReLU(),
         )
         self.head = nn.Linear(FEATURES, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits of flat images (N, 784) in [0, 1]."""
+        """Class logits of flat images (N, C * H * W) in [0, 1]."""
         return self.head(self.features(x))
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, lr: float, seed: int, *,
-                     on_batch: BatchCallback | None = None, progress: bool = True) -> Classifier:
+                     on_batch: BatchCallback | None = None, progress: bool = True,
+                     shape: tuple[int, int, int] = (1, *IMAGE_SHAPE)) -> Classifier:
     """Adam on cross-entropy, batches in a seeded order: the same inputs give the same weights.
+
+    Images of ``shape``; as many classes as the labels name (10 at least, MNIST's head).
 
     ``on_batch(epoch, batch)`` runs after every step, as in ``vae.training.train_epoch``.
     """
     torch.manual_seed(seed)
-    model = Classifier().to(x.device)
+    model = Classifier(max(DEFAULT_CONFIG["num_classes"], int(y.max()) + 1), shape).to(x.device)
     # The fused kernel: the per-parameter Adam gave other bytes on an Intel Xeon than on an AMD EPYC
     # in numerics: portable, the fused one the same (vae.numerics).
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
@@ -90,15 +99,23 @@ def accuracy(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((features_and_logits(model, x)[1].argmax(1) == y).double().mean())
 
 
-def save_classifier(path: Any, model: Classifier) -> None:
-    write_torch(path, {"kind": KIND, "model": model.state_dict()})
+def save_classifier(path: Any, model: Classifier | None) -> None:
+    """The classifier's weights, or (None) the mark of images without labels: a classifier of no classes."""
+    if model is None:
+        write_torch(path, {"kind": KIND, "model": {}, "config": {"num_classes": 0}})
+        return
+    write_torch(path, {"kind": KIND, "model": model.state_dict(), **({"config": model.config} if model.config else {})})
 
 
-def load_classifier(path: Any, device: torch.device | str = "cpu") -> Classifier:
+def load_classifier(path: Any, device: torch.device | str = "cpu") -> Classifier | None:
+    """The classifier of a file ``save_classifier`` wrote; None where the images had no labels."""
     saved = load_torch(path, device, keys=("model",), stage="classifier")
     if saved.get("kind") != KIND:
         raise DamagedFile(path, "is not a classifier this pipeline wrote", "classifier")
-    model = Classifier().to(device)
+    config = saved.get("config", {})
+    if config.get("num_classes") == 0:
+        return None
+    model = Classifier(config.get("num_classes", 10), tuple(config.get("shape", DEFAULT_CONFIG["shape"]))).to(device)
     model.load_state_dict(saved["model"])
     return model.eval()
 

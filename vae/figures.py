@@ -14,13 +14,13 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid, save_image
 
 from vae.io import write_bytes, write_figure
-from vae.model import VAE, images
+from vae.model import IMAGE_SHAPE, VAE, images
 
 
-def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int) -> None:
-    """Flat pixel rows (N, 784) as one PNG grid, ``nrow`` images per row (as the notebook)."""
+def save_grid(path: str | Path, pixels: torch.Tensor, nrow: int, shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    """Flat pixel rows (N, C * H * W) of images ``shape`` as one PNG grid (RGB in colour), ``nrow`` images per row."""
     buffer = io.BytesIO()
-    save_image(images(pixels.detach().cpu()), buffer, nrow=nrow, format="png")
+    save_image(images(pixels.detach().cpu(), shape), buffer, nrow=nrow, format="png")
     write_bytes(path, buffer.getvalue())
 
 
@@ -29,7 +29,7 @@ def reconstruction_grid(path: str | Path, model: VAE, x: torch.Tensor, seed: int
     """Images ``x`` above their reconstructions, one latent sample each from a generator seeded with ``seed``."""
     model.eval()
     x_hat, *_ = model(x, torch.Generator(x.device).manual_seed(seed))
-    save_grid(path, torch.cat((x, x_hat)), nrow=nrow)
+    save_grid(path, torch.cat((x, x_hat)), nrow=nrow, shape=model.image_shape)
 
 
 def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
@@ -49,26 +49,33 @@ def loss_curve(path: str | Path, history: pd.DataFrame) -> None:
 
 def latent_scatter(path: str | Path, points: pd.DataFrame, title: str,
                    axis_names: tuple[str, str] = ("z1", "z2")) -> None:
-    """2-D points (columns ``x``, ``y``, ``label``, ``class``) coloured by class, with a legend naming them."""
+    """2-D points (columns ``x``, ``y``, ``label``, ``class``) coloured by class, with a legend naming them.
+
+    Points without labels (-1: a folder without classes) are drawn in one colour, without a legend.
+    """
     fig = Figure(figsize=(7, 6))
     ax = fig.subplots()
     cmap = matplotlib.colormaps["tab10"]
+    labelled = bool((points["label"] >= 0).all())
     for label, group in points.groupby("label", sort=True):
-        ax.scatter(group["x"], group["y"], s=4, color=cmap(int(label) % 10), label=group["class"].iloc[0],
-                   alpha=0.7)
+        ax.scatter(group["x"], group["y"], s=4, color=cmap(int(label) % 10) if labelled else "tab:gray",
+                   label=group["class"].iloc[0] if labelled else None, alpha=0.7)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)
-    ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if labelled:
+        ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     write_figure(path, fig, dpi=120)
 
 
-def side_by_side(path: str | Path, grids: dict[str, torch.Tensor], nrow: int = 8, title: str = "") -> None:
-    """Image grids of flat pixel rows (N, 784) next to each other, each under its name."""
+def side_by_side(path: str | Path, grids: dict[str, torch.Tensor], nrow: int = 8, title: str = "",
+                 shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    """Image grids of flat pixel rows (N, C * H * W) next to each other, each under its name; RGB in colour."""
     fig = Figure(figsize=(3.2 * len(grids), 3.6), layout="constrained")
     for ax, (name, pixels) in zip(fig.subplots(1, len(grids), squeeze=False)[0], grids.items()):
-        ax.imshow(make_grid(images(pixels.detach().cpu()), nrow=nrow, pad_value=1.0)[0], cmap="gray", vmin=0, vmax=1)
+        grid = make_grid(images(pixels.detach().cpu(), shape), nrow=nrow, pad_value=1.0)
+        ax.imshow(grid.permute(1, 2, 0) if shape[0] == 3 else grid[0], cmap="gray", vmin=0, vmax=1)
         ax.set_title(name, fontsize=10)
         ax.axis("off")
     if title:

@@ -52,7 +52,12 @@ def manifold(model: VAE, n: int = 20) -> torch.Tensor:
 
 
 def pick_pairs(labels: torch.Tensor, n_pairs: int) -> list[tuple[int, int]]:
-    """Pairs (i, j) of test images of different classes: the first of class c and of class c + 1."""
+    """Pairs (i, j) of test images of different classes: the first of class c and of class c + 1.
+
+    Images without labels (-1, a folder without classes): the first images, two by two.
+    """
+    if (labels < 0).all():
+        return [(i, i + 1) for i in range(0, min(2 * n_pairs, len(labels) - 1), 2)]
     classes = sorted(set(labels.tolist()))
     first = {c: int((labels == c).nonzero()[0]) for c in classes}
     pairs = [(first[a], first[b]) for a, b in zip(classes, classes[1:] + classes[:1])]

@@ -275,13 +275,13 @@ def load_npz(path: str | Path, arrays: dict[str, ArraySpec] | None = None,
                           stage) from None
     if not all(isinstance(value, np.ndarray) for value in loaded.values()):  # a zip of other files
         raise DamagedFile(path, "is a zip archive but not an .npz of arrays", stage)
-    problem = _array_problem(loaded, arrays or {})
+    problem = array_problem(loaded, arrays or {})
     if problem:
         raise DamagedFile(path, problem, stage)
     return loaded
 
 
-def _array_problem(loaded: dict[str, np.ndarray], arrays: dict[str, ArraySpec]) -> str | None:
+def array_problem(loaded: dict[str, np.ndarray], arrays: dict[str, ArraySpec]) -> str | None:
     """What is wrong with ``loaded`` against ``arrays`` (a missing array, a wrong type or shape), or None."""
     missing = [name for name in arrays if name not in loaded]
     if missing:

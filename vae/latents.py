@@ -17,10 +17,10 @@ log = logging.getLogger("vae")
 
 def latent_table(mu: np.ndarray, logvar: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]
                  ) -> pd.DataFrame:
-    """One row per image: index, label, class name, mu_0.., logvar_0.."""
+    """One row per image: index, label, class name ("" for an image without a label, -1), mu_0.., logvar_0.."""
     d = mu.shape[1]
     table = pd.DataFrame({"index": np.arange(len(mu)), "label": labels.astype(int),
-                          "class": [classes[y] for y in labels]})
+                          "class": [classes[y] if y >= 0 else "" for y in labels]})
     means = pd.DataFrame(mu, columns=[f"mu_{i}" for i in range(d)])
     logvars = pd.DataFrame(logvar, columns=[f"logvar_{i}" for i in range(d)])
     return pd.concat([table, means, logvars], axis=1)

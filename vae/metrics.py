@@ -182,6 +182,7 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     images and their reconstructions (the default is the whole test set; fewer make a quick run
     quicker, but a Frechet distance grows as n shrinks, so compare distances at equal n only).
     """
+    n_images = min(n_images, len(test_x))  # a folder's test split may hold fewer: equal n on both sides
     test_x, test_y = test_x[:n_images], test_y[:n_images]
     real, _ = features_and_logits(classifier, test_x)
     samples, sample_logits = features_and_logits(classifier, prior_samples(model, n_images, seed))
@@ -207,7 +208,7 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     sample); ``iwae_log_likelihood_bound`` (mean of the K-sample bound, nats per
     image) and ``iwae_k``; ``active_units``; ``mse_per_image``;
     ``linear_probe_accuracy`` and ``knn_accuracy`` (probes fit on the train
-    split's latent means). Table: ``dim``, ``kl``, ``variance_of_mean``,
+    split's latent means; left out where the images have no labels). Table: ``dim``, ``kl``, ``variance_of_mean``,
     ``active``, one row per latent dimension. Codes, probes and the table are the top layer's;
     with two stochastic layers ``active_units_lower`` counts the lower layer's active units, from
     the means of q(z1 | x, z2) at z2 = the top layer's mean.
@@ -237,8 +238,9 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     if model.hierarchical:
         metrics["active_units_lower"] = int(active_unit_mask(variance_of_means(encode_lower(model, test_x, mu))).sum())
     metrics["mse_per_image"] = reconstruction_mse(model, test_x)
-    train_mu, _ = encode(model, train_x)
-    metrics.update(probe_accuracies(train_mu, train_y, mu, test_y, seed))
+    if (_numpy(train_y) >= 0).all():  # images without labels (-1): the probes are not defined, and left out
+        train_mu, _ = encode(model, train_x)
+        metrics.update(probe_accuracies(train_mu, train_y, mu, test_y, seed))
     per_dim = pd.DataFrame({
         "dim": np.arange(mu.shape[1]),
         "kl": _numpy(mean_kl_per_dimension(mu, logvar)).astype(np.float64),

@@ -24,21 +24,22 @@ from typing import Any, BinaryIO, NamedTuple
 import torch
 from torch import nn
 
-from vae.data.datasets import IMAGE_SHAPE
 from vae.errors import DamagedFile
 from vae.io import load_torch, write_torch
 from vae.likelihoods import LIKELIHOODS, Likelihood
 from vae.loops import EVAL_BATCH
-from vae.params import ACTIVATION_NAMES, Params, default
+from vae.params import ACTIVATION_NAMES, Params, conv_depth, default
 from vae.priors import diagonal_normal_log_prob, make_prior
 
+IMAGE_SHAPE = (1, 28, 28)  # channels, height, width: the IDX datasets', and a model file's without its own
 INPUT_DIM = math.prod(IMAGE_SHAPE)  # 784 pixels, flattened
 
 
 _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 assert (*ACTIVATIONS, "gated") == ACTIVATION_NAMES
-CONV_CHANNELS = (16, 32)  # the conv encoder's feature maps at 14 x 14 and 7 x 7; the decoder mirrors it
+# The conv encoder's feature maps after each stride-2 layer (at 28: 14 x 14 and 7 x 7); the decoder mirrors it
+CONV_CHANNELS = (16, 32, 64, 128, 256)
 
 
 class GatedDense(nn.Module):
@@ -68,22 +69,24 @@ def _mlp(sizes: list[int], activation: str) -> list[nn.Module]:
 class Encoder(nn.Module):
     """x -> (mu, logvar) of the Gaussian posterior q(z|x).
 
-    ``mlp``: ``hidden_layers`` layers of ``hidden_dim`` units. ``conv``: two stride-2
-    4x4 convolutions (28 -> 14 -> 7) with ``CONV_CHANNELS`` feature maps, then linear maps.
+    ``mlp``: ``hidden_layers`` layers of ``hidden_dim`` units. ``conv``: stride-2 4x4
+    convolutions with ``CONV_CHANNELS`` feature maps, halving the side until it is at most 8
+    (``conv_depth``: 28 -> 14 -> 7, 32 -> 16 -> 8, 64 -> 32 -> 16 -> 8), then linear maps.
+    ``shape`` is the images' (channels, height, width).
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, latent_dim: int, hidden_layers: int = 2,
-                 activation: str = "relu", architecture: str = "mlp") -> None:
+                 activation: str = "relu", architecture: str = "mlp",
+                 shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
         if architecture == "conv":
-            c1, c2 = CONV_CHANNELS
-            self.net = nn.Sequential(
-                nn.Unflatten(1, (1, *IMAGE_SHAPE)),
-                nn.Conv2d(1, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.Conv2d(c1, c2, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.Flatten(),
-            )
-            features = c2 * (IMAGE_SHAPE[0] // 4) * (IMAGE_SHAPE[1] // 4)
+            depth = conv_depth(shape[-1])
+            maps = (shape[0], *CONV_CHANNELS[:depth])
+            layers: list[nn.Module] = []
+            for n_in, n_out in zip(maps, maps[1:]):
+                layers += [nn.Conv2d(n_in, n_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+            self.net = nn.Sequential(nn.Unflatten(1, shape), *layers, nn.Flatten())
+            features = maps[-1] * (shape[1] >> depth) * (shape[2] >> depth)
         else:
             self.net = nn.Sequential(nn.Flatten(), *_mlp([input_dim] + [hidden_dim] * hidden_layers, activation))
             features = hidden_dim
@@ -97,25 +100,28 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z -> the logits of p(x|z), flat (N, 784); ``forward`` gives the pixels' means.
+    """z -> the logits of p(x|z), flat (N, C * H * W); ``forward`` gives the pixels' means.
 
-    The mirror image of the encoder: ``mlp`` layers, or a linear map to 7 x 7 feature
-    maps and two stride-2 transposed convolutions (7 -> 14 -> 28).
+    The mirror image of the encoder: ``mlp`` layers, or a linear map to the encoder's last
+    feature maps and stride-2 transposed convolutions back to ``shape`` (7 -> 14 -> 28).
     """
 
     def __init__(self, latent_dim: int, hidden_dim: int, output_dim: int, hidden_layers: int = 2,
                  activation: str = "relu", architecture: str = "mlp",
-                 likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> None:
+                 likelihood: Likelihood = LIKELIHOODS["bernoulli"], shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
         self.likelihood = likelihood
         if architecture == "conv":
-            c1, c2 = CONV_CHANNELS
-            side = IMAGE_SHAPE[0] // 4, IMAGE_SHAPE[1] // 4
+            depth = conv_depth(shape[-1])
+            maps = (shape[0], *CONV_CHANNELS[:depth])[::-1]
+            side = shape[1] >> depth, shape[2] >> depth
+            layers: list[nn.Module] = []
+            for n_in, n_out in zip(maps, maps[1:]):
+                layers += [nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
             self.net = nn.Sequential(
-                nn.Linear(latent_dim, c2 * side[0] * side[1]), ACTIVATIONS[activation](),
-                nn.Unflatten(1, (c2, *side)),
-                nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), ACTIVATIONS[activation](),
-                nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
+                nn.Linear(latent_dim, maps[0] * side[0] * side[1]), ACTIVATIONS[activation](),
+                nn.Unflatten(1, (maps[0], *side)),
+                *layers[:-1],  # no activation after the last: its outputs are the logits
                 nn.Flatten(),
                 nn.Sigmoid(),
             )
@@ -167,7 +173,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     return posterior_sample(mu, logvar, posterior_noise(mu, generator))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VAEConfig:
     """The model's options: everything that rebuilds a ``VAE`` but its weights (nanoGPT's ``GPTConfig``).
 
@@ -176,7 +182,6 @@ class VAEConfig:
     declared defaults (``vae.params``).
     """
 
-    input_dim: int = INPUT_DIM
     hidden_dim: int = default("hidden_dim")
     latent_dim: int = default("latent_dim")
     hidden_layers: int = default("hidden_layers")
@@ -187,13 +192,25 @@ class VAEConfig:
     pseudo_inputs: int = default("pseudo_inputs")
     stochastic_layers: int = default("stochastic_layers")
     lower_latent_dim: int = default("lower_latent_dim")
+    channels: int = default("channels")
+    image_size: int = default("image_size")
 
     STORED_ALWAYS = ("input_dim", "hidden_dim", "latent_dim")  # the notebook's model files hold these three
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images."""
+        return self.channels, self.image_size, self.image_size
+
+    @property
+    def input_dim(self) -> int:
+        """Values per image, C * H * W (784 for MNIST)."""
+        return math.prod(self.image_shape)
 
     @classmethod
     def from_params(cls, params: Params) -> "VAEConfig":
         """The options that validated params choose: their keys of the same names."""
-        return cls(**{spec.name: getattr(params, spec.name) for spec in fields(cls) if spec.name != "input_dim"})
+        return cls(**{spec.name: getattr(params, spec.name) for spec in fields(cls)})
 
     def to_dict(self) -> dict[str, Any]:
         """The form a model file stores: ``STORED_ALWAYS``, then each option that differs from its default.
@@ -202,17 +219,23 @@ class VAEConfig:
         before each option) load, and a default model is written byte for byte as before.
         """
         defaults = VAEConfig()
-        return {key: value for key, value in asdict(self).items()
-                if key in self.STORED_ALWAYS or value != getattr(defaults, key)}
+        return {"input_dim": self.input_dim, **{key: value for key, value in asdict(self).items()
+                                                if key in self.STORED_ALWAYS or value != getattr(defaults, key)}}
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any], source: str | Path = "the model file") -> "VAEConfig":
         """The config a model file stored (``to_dict``); an option this code does not know is a ``DamagedFile``."""
-        unknown = sorted(set(stored) - {spec.name for spec in fields(cls)})
+        options = {key: value for key, value in stored.items() if key != "input_dim"}
+        unknown = sorted(set(options) - {spec.name for spec in fields(cls)})
         if unknown:
             raise DamagedFile(source, f"stores model options this code does not know ({', '.join(unknown)}): it was "
                                       "written by a newer version of the pipeline")
-        return cls(**stored)
+        config = cls(**options)
+        if stored.get("input_dim", config.input_dim) != config.input_dim:
+            raise DamagedFile(source, f"stores input_dim = {stored['input_dim']}, but {config.channels} x "
+                                      f"{config.image_size} x {config.image_size} images have {config.input_dim} "
+                                      "values")
+        return config
 
 
 class VAE(nn.Module):
@@ -234,13 +257,19 @@ class VAE(nn.Module):
         shape = {"hidden_layers": config.hidden_layers, "activation": config.activation,
                  "architecture": config.architecture}
         lower = self.lower_latent_dim
-        self.encoder = Encoder(config.input_dim, config.hidden_dim, config.latent_dim, **shape)
+        self.encoder = Encoder(config.input_dim, config.hidden_dim, config.latent_dim, **shape,
+                               shape=config.image_shape)
         self.decoder = Decoder(lower + config.latent_dim, config.hidden_dim, config.input_dim, **shape,
-                               likelihood=LIKELIHOODS[config.likelihood])
+                               likelihood=LIKELIHOODS[config.likelihood], shape=config.image_shape)
         if lower:
             self.lower_encoder = Encoder(config.input_dim + config.latent_dim, config.hidden_dim, lower, **shape)
             self.lower_prior = Encoder(config.latent_dim, config.hidden_dim, lower, **shape)
         self.prior = make_prior(config.prior, config.pseudo_inputs, config.input_dim)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images: 1 x 28 x 28 unless the config says otherwise."""
+        return self.config.image_shape
 
     @property
     def latent_dim(self) -> int:
@@ -315,9 +344,9 @@ class VAE(nn.Module):
         return self.decode(z, lower), mu, logvar, z
 
 
-def images(x: torch.Tensor) -> torch.Tensor:
-    """Flat pixels (N, 784) -> image batch (N, 1, 28, 28) for torchvision's grids."""
-    return x.reshape(-1, 1, *IMAGE_SHAPE)
+def images(x: torch.Tensor, shape: tuple[int, int, int] = IMAGE_SHAPE) -> torch.Tensor:
+    """Flat pixels (N, C * H * W) -> image batch (N, C, H, W) for torchvision's grids."""
+    return x.reshape(-1, *shape)
 
 
 @torch.no_grad()

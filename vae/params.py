@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from vae.data.datasets import DATASETS
+from vae.data.datasets import DATASETS, FOLDER, UNDECODABLE
 from vae.errors import UserError
 from vae.numerics import MODES
 
@@ -43,6 +43,15 @@ PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the trai
 DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
 IWAE_EPOCHS = (3**IWAE_STAGES - 1) // 2  # 3280
+CONV_TARGET = 8  # the conv architecture halves the image side with stride-2 layers until it is at most this
+
+
+def conv_depth(image_size: int) -> int:
+    """Stride-2 layers of the conv encoder (and decoder) for images of this side: 2 (28 -> 7, 32 -> 8), 3 for 64."""
+    depth = 2
+    while image_size / 2**depth > CONV_TARGET:
+        depth += 1
+    return depth
 
 
 # Constraints: each one is the check of a value and the words that say what it allows.
@@ -107,15 +116,31 @@ class Options(Constraint):
 
     kind: type
     values: tuple
+    note: str = ""  # said after the values, in parentheses
 
     def allows(self, value: Any) -> bool:
         return value in self.values
 
     def __str__(self) -> str:
         if self.kind is str:
-            return f"one of {', '.join(self.values)}"
-        *rest, last = map(str, self.values)
-        return f"{', '.join(rest)} or {last}"
+            text = f"one of {', '.join(self.values)}"
+        else:
+            *rest, last = map(str, self.values)
+            text = f"{', '.join(rest)} or {last}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
+class RelativeFolder(Constraint):
+    """A folder inside the repository, as a relative path (DVC tracks it as a stage's dep)."""
+
+    kind: type = str
+
+    def allows(self, value: Any) -> bool:
+        return bool(value) and not Path(value).is_absolute() and ".." not in Path(value).parts
+
+    def __str__(self) -> str:
+        return "a folder inside the repository, as a relative path (DVC tracks it as the split stage's dep)"
 
 
 @dataclass(frozen=True)
@@ -164,13 +189,17 @@ _SEED = Interval(int, 0, 2**32, closed="left")
 _MLP_ONLY = ("architecture", ("mlp",))
 _ELBO_ONLY = ("objective", ("elbo",))
 _VAMPPRIOR_ONLY = ("prior", ("vampprior",))
+_FOLDER_ONLY = OnlyWith("dataset_name", (FOLDER,), f"applies to dataset_name: {FOLDER} only; set dataset_name: "
+                        f"{FOLDER} or leave it at {{default}}")
 
 
 @dataclass(frozen=True)
 class Params:
     """The validated contents of params.yaml: one declared field per key, in the order keys are checked."""
 
-    dataset_name: str = param("MNIST", Options(str, tuple(DATASETS)), "MNIST or FashionMNIST")
+    dataset_name: str = param("MNIST", Options(str, (*DATASETS, FOLDER)),
+                              'MNIST, FashionMNIST, or folder: the images of image_folder (see "Your own images" in '
+                              'the README)')
     batch_size: int = param(128, _positive(), "images per training step")
     lr: float = param(0.001, _positive_float(), "Adam learning rate")
     num_epochs: int = param(20, _positive(), "passes over the training split")
@@ -245,6 +274,18 @@ class Params:
                           "portable: the same bytes on every x86-64 CPU with AVX2; native: each CPU's fastest paths")
     threads: int = param(2, _positive("the threads of every stage that computes"),
                          "CPU threads of every stage that computes (the thread count changes the last bits)")
+    image_folder: str = param("data/images", RelativeFolder(),
+                              "a folder in the repository: one subfolder per class, or all images in it; train/ and "
+                              "test/ split it", _FOLDER_ONLY)
+    image_size: int = param(28, Interval(int, 8, 256, closed="both", note="pixels on each side"),
+                            "the images are resized (shorter side) and centre-cropped to image_size x image_size",
+                            _FOLDER_ONLY)
+    channels: int = param(1, Options(int, (1, 3), note="grey or RGB"), "1 (grey) or 3 (RGB)", _FOLDER_ONLY)
+    test_fraction: float = param(0.1, Interval(float, 0, 1), "of the folder's images, held out as the test split, "
+                                                             "unless it holds train/ and test/", _FOLDER_ONLY)
+    undecodable: str = param("refuse", Options(str, UNDECODABLE),
+                             "refuse (stop at a file that cannot be decoded) or skip (leave it out; manifest.csv "
+                             "lists it)", _FOLDER_ONLY)
     val_fraction: float = param(0.1, Interval(float, 0, 1), "held out of the 60,000 training images (split)")
     data_seed: int = param(42, _SEED, "the split and the classifier: `seed` varies a run, never its data or "
                                       "yardstick")
@@ -300,7 +341,7 @@ def _split_sizes(values: dict[str, Any]) -> tuple[int, int]:
 
 
 def _empty_validation(values: dict[str, Any]) -> str:
-    if _split_sizes(values)[0] == 0:
+    if values["dataset_name"] != FOLDER and _split_sizes(values)[0] == 0:
         return (f"val_fraction = {values['val_fraction']} holds out no image of the {TRAIN_SET_SIZE:,}; "
                 f"raise it to at least {1 / TRAIN_SET_SIZE:.1e}")
     return ""
@@ -308,13 +349,15 @@ def _empty_validation(values: dict[str, Any]) -> str:
 
 def _subset_too_large(values: dict[str, Any]) -> str:
     available = TRAIN_SET_SIZE - _split_sizes(values)[0]
-    if values["train_subset"] > available:
+    if values["dataset_name"] != FOLDER and values["train_subset"] > available:
         return (f"train_subset = {values['train_subset']} but the training split has {available} images; "
                 f"set it to at most {available}, or 0 for all")
     return ""
 
 
 def _too_few_training_images(values: dict[str, Any]) -> str:
+    if values["dataset_name"] == FOLDER:
+        return ""  # a folder's images are counted by the split stage (vae.data.folder.check_counts)
     images = _split_sizes(values)[1]
     subset = values["train_subset"]
     cause = f"train_subset = {subset}" if subset else f"val_fraction = {values['val_fraction']:g}"
@@ -333,6 +376,8 @@ def _too_few_training_images(values: dict[str, Any]) -> str:
 
 
 def _too_few_images_for_pseudo_inputs(values: dict[str, Any]) -> str:
+    if values["dataset_name"] == FOLDER:
+        return ""  # a folder's training images are counted where the pseudo-inputs are taken from them
     images = _split_sizes(values)[1]
     if values["prior"] == "vampprior" and values["pseudo_inputs_init"] == "data" and images < values["pseudo_inputs"]:
         return (f"pseudo_inputs = {values['pseudo_inputs']} start at training images but the training split has "
@@ -347,6 +392,15 @@ def _warmup_too_long(values: dict[str, Any]) -> str:
     return ""
 
 
+def _conv_size(values: dict[str, Any]) -> str:
+    size = values["image_size"]
+    if values["architecture"] == "conv" and size % 2 ** conv_depth(size):
+        step = 2 ** conv_depth(size)
+        return (f"image_size = {size} is not a multiple of {step}, which architecture: conv halves "
+                f"{conv_depth(size)} times; use {size - size % step} or {size - size % step + step}")
+    return ""
+
+
 def _perplexity_too_large(values: dict[str, Any]) -> str:
     if values["tsne_perplexity"] >= values["tsne_subset"]:
         return (f"tsne_perplexity = {values['tsne_perplexity']:g} must be smaller than tsne_subset = "
@@ -356,7 +410,7 @@ def _perplexity_too_large(values: dict[str, Any]) -> str:
 
 # Rules that relate several params' values, each giving what is wrong and the fix, or "" when they agree.
 _RELATED = (_empty_validation, _subset_too_large, _too_few_training_images, _too_few_images_for_pseudo_inputs,
-            _warmup_too_long, _perplexity_too_large)
+            _warmup_too_long, _perplexity_too_large, _conv_size)
 
 
 def suggest(key: str, known: list[str]) -> str:

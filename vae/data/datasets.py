@@ -13,6 +13,8 @@ class DatasetSpec:
 
 
 IMAGE_SHAPE = (28, 28)  # both datasets: 28 x 28 grey levels, one byte each
+FOLDER = "folder"  # dataset_name of a folder of the user's images (vae.data.folder), beside the IDX datasets
+UNDECODABLE = ("refuse", "skip")  # what the split stage does with a file it cannot decode: stop, or leave it out
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

@@ -67,12 +67,17 @@ def _with_option(entries: list[Any], option: str, value: bool) -> list[str]:
 
 
 def _load(source: Path, text: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The parsed dvc.yaml and the context of its ``vars`` (the dictionaries written in the file)."""
+    """The parsed dvc.yaml and the context of its ``${...}``: params.yaml beside it, then its ``vars``.
+
+    As DVC's: it reads params.yaml into the context by default (``${image_folder}``), before ``vars``.
+    """
     try:
         pipeline = yaml.safe_load(source.read_text() if text is None else text)
     except FileNotFoundError:
         raise UserError(f"{source} not found; run the stage from the repository root (`dvc repro`)") from None
-    context: dict[str, Any] = {}
+    params_file = source.parent / PARAMS_FILE
+    params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else None
+    context: dict[str, Any] = dict(params) if isinstance(params, dict) else {}
     for entry in pipeline.get("vars", []):
         if isinstance(entry, dict):
             context.update(entry)
