@@ -1,7 +1,8 @@
 """evaluate: how good the VAE is on the test set.
 
 metrics: the ELBO terms (loss, recon, kl per image), the importance-weighted
-log-likelihood bound, active units, squared error per image, the linear and k-NN
+log-likelihood bound (both also in bits per dimension where the likelihood is a
+probability of discrete pixels), active units, squared error per image, the linear and k-NN
 probe accuracies, and sample quality through the classifier's features (Frechet
 distances of prior samples, of samples from the ex-post latent density and of
 reconstructions to the test set, the samples' class entropies, the reconstructions'
@@ -35,6 +36,8 @@ def main(args: argparse.Namespace) -> None:
         write_csv(kl_path, per_dim)
     nll_metric = model.likelihood.test_nll_metric
     nll = f" ({nll_metric.replace('_', ' ')} {metrics[nll_metric]:.2f})" if nll_metric else ""
+    if "iwae_bits_per_dim" in metrics:
+        nll += f" ({metrics['iwae_bits_per_dim']:.4f} bits/dim)"
     logging.getLogger("vae").info(
         "test loss %.2f, IWAE bound (K=%d) %.2f%s, %d active units, FD of samples %.2f (prior) and %.2f "
         "(latent density); wrote %s and %s", metrics["loss"], params.iwae_k, metrics["iwae_log_likelihood_bound"], nll,

@@ -10,6 +10,7 @@ import logging
 
 from vae.data.split import load_images
 from vae.io import write_json
+from vae.likelihoods import LIKELIHOODS
 from vae.params import resolve_device
 from vae.runtime import interrupt
 from vae.runtime.cli import run_stage, stage_params
@@ -37,7 +38,8 @@ def main(args: argparse.Namespace) -> None:
     key = run_key("train", params, device)
     record = TrainingRecord(args.model, args.epochs, args.state, args.reconstructions, args.history, args.metrics,
                             params.save_every)
-    output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
+    train_mean = params.output_bias_init == "train_mean"
+    output_bias = logit_of_mean(train_x, LIKELIHOODS[params.likelihood]) if train_mean else None
     pseudo_inputs = train_x[:params.pseudo_inputs] if params.pseudo_inputs_init == "data" else None
     state = TrainState.new(params.model_config(), settings, device, output_bias=output_bias,
                            pseudo_inputs=pseudo_inputs)

@@ -29,7 +29,7 @@ ARCHITECTURES = ("mlp", "conv")
 ACTIVATION_NAMES = ("relu", "tanh", "gated")  # gated: the VampPrior paper's gated dense layers (MLP only)
 PRIORS = ("standard", "vampprior")  # N(0, I), or Tomczak & Welling's mixture of posteriors at pseudo-inputs
 PSEUDO_INPUT_INITS = ("random", "data")  # the pseudo-inputs start near 0.05, or at the first training images
-LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli")
+LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli", "discretized_logistic")
 LR_SCHEDULES = ("constant", "iwae")
 PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
 IWAE_STAGES = 8  # Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
