@@ -105,7 +105,7 @@ def test_the_known_metrics_are_those_the_stages_write() -> None:
 
 def test_an_unknown_study_names_the_studies_that_exist() -> None:
     names = ", ".join(sorted(path.stem for path in STUDIES.glob("*.yaml")))
-    assert names.startswith("iwae, latent-sizes, paper")
+    assert names.startswith("bits, iwae, latent-sizes, paper")
     with pytest.raises(UserError, match=rf"no study named 'variant' \(no .*variant.yaml\); the studies are: {names}$"):
         load_study("variant", STUDIES, REPO / "params.yaml")
 
