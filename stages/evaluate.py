@@ -1,7 +1,8 @@
 """evaluate: how good the VAE is on the test set.
 
 metrics: the ELBO terms (loss, recon, kl per image), the importance-weighted
-log-likelihood bound, active units, squared error per image, the linear and k-NN
+log-likelihood bound (both also in bits per dimension where the likelihood is a
+probability of discrete pixels), active units, squared error per image, the linear and k-NN
 probe accuracies, and sample quality through the classifier's features (Frechet
 distances of prior samples, of samples from the ex-post latent density and of
 reconstructions to the test set, the samples' class entropies, the reconstructions'
@@ -37,6 +38,8 @@ def main(args: argparse.Namespace) -> None:
         write_csv(kl_path, per_dim)
     nll_metric = model.likelihood.test_nll_metric
     nll = f" ({nll_metric.replace('_', ' ')} {metrics[nll_metric]:.2f})" if nll_metric else ""
+    if "iwae_bits_per_dim" in metrics:
+        nll += f" ({metrics['iwae_bits_per_dim']:.4f} bits/dim)"
     fd = (f", FD of samples {metrics['fd_samples']:.2f} (prior) and {metrics['fd_samples_latent_density']:.2f} "
           "(latent density)" if classifier is not None else ", FD not defined (no labels)")
     logging.getLogger("vae").info(

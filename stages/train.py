@@ -11,6 +11,7 @@ import logging
 from vae.data.split import load_images
 from vae.errors import UserError
 from vae.io import write_json
+from vae.likelihoods import LIKELIHOODS
 from vae.model import VAEConfig
 from vae.params import resolve_device
 from vae.runtime import interrupt
@@ -39,7 +40,8 @@ def main(args: argparse.Namespace) -> None:
     key = run_key("train", params, device)
     record = TrainingRecord(args.model, args.epochs, args.state, args.reconstructions, args.history, args.metrics,
                             params.save_every)
-    output_bias = logit_of_mean(train_x) if params.output_bias_init == "train_mean" else None
+    train_mean = params.output_bias_init == "train_mean"
+    output_bias = logit_of_mean(train_x, LIKELIHOODS[params.likelihood]) if train_mean else None
     if params.pseudo_inputs_init == "data" and len(train_x) < params.pseudo_inputs:  # a folder's count (vae.params)
         raise UserError(f"pseudo_inputs = {params.pseudo_inputs} start at training images but {args.train} holds "
                         f"{len(train_x)}; lower pseudo_inputs or set pseudo_inputs_init: random")

@@ -202,8 +202,10 @@ def test_evaluate_returns_every_metric_and_the_per_dimension_table(likelihood):
     want = {**evaluate_elbo(model, scored, seed=1), "iwae_log_likelihood_bound": float(bound.double().mean()),
             "iwae_k": 5, "active_units": 1, "mse_per_image": reconstruction_mse(model, test_x),
             **probe_accuracies(encode(model, train_x)[0], train_y, encode(model, test_x)[0], test_y, seed=1)}
-    if likelihood == "binarized":
+    if likelihood == "binarized":  # a probability of 0/1 pixels: both bounds also in bits per dimension
         want["binarized_test_nll"] = -want["iwae_log_likelihood_bound"]
+        want["bits_per_dim"] = want["loss"] / (784 * math.log(2))
+        want["iwae_bits_per_dim"] = -want["iwae_log_likelihood_bound"] / (784 * math.log(2))
     assert metrics == want
     assert list(per_dim.columns) == ["dim", "kl", "variance_of_mean", "active"]
     assert per_dim["dim"].tolist() == [0, 1, 2] and per_dim["active"].tolist() == [True, False, False]

@@ -151,6 +151,24 @@ def test_exp_run_continuous_bernoulli_end_to_end(project: Path) -> None:
     assert (repo / "reports/sample/prior_samples.png").exists()
 
 
+def test_exp_run_discretized_logistic_end_to_end_and_bits_per_dim_beside_the_default(project: Path) -> None:
+    """8-bit likelihood through every stage from train on; `dvc metrics diff` shows the bits per dimension as new
+    keys beside the default run, which has none (absent, not a marker: `-` in `dvc metrics show`)."""
+    repo = project
+    output = run(repo, "dvc", "exp", "run", "-n", "dlogistic", "-S", "likelihood=discretized_logistic",
+                 "-S", "num_epochs=1")
+    assert stages_run(output) == AFTER_TRAIN
+    model = torch.load(repo / "models/model.pt", weights_only=True)
+    assert model["config"]["likelihood"] == "discretized_logistic"
+    assert model["model"]["decoder.log_scale"].shape == (784,)
+    diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json"))["reports/evaluate/metrics.json"]
+    for key in ("bits_per_dim", "iwae_bits_per_dim"):
+        assert diff[key]["old"] is None and 0 < diff[key]["new"] < math.inf
+    assert diff["iwae_bits_per_dim"]["new"] < diff["bits_per_dim"]["new"]
+    assert "bits_per_dim" in run(repo, "dvc", "metrics", "show")
+    assert (repo / "reports/sample/prior_samples.png").exists()
+
+
 def test_exp_run_iwae_objective_end_to_end(project: Path) -> None:
     repo = project
     output = run(repo, "dvc", "exp", "run", "-n", "iwae3", "-S", "objective=iwae", "-S", "train_samples=3")

@@ -92,20 +92,20 @@ def test_a_bad_study_file_is_refused_in_one_line(tmp_path: Path, text: str, mess
 
 def test_the_known_metrics_are_those_the_stages_write() -> None:
     """The vocabulary of `metrics:` and `compare:` against the committed metrics files and the code's names."""
-    from vae.likelihoods import LIKELIHOODS
+    from vae.likelihoods import BITS_METRICS, LIKELIHOODS
     from vae.studies.spec import KNOWN_METRICS
     from vae.training import HISTORY_COLUMNS, OBJECTIVE_COLUMN
 
     written = {key for stage in ("train", "classifier", "evaluate")
                for key in json.loads((REPO / f"reports/{stage}/metrics.json").read_text())}
-    optional = {OBJECTIVE_COLUMN, *HISTORY_COLUMNS, "active_units_lower"} | {  # the last: two stochastic layers
+    optional = {OBJECTIVE_COLUMN, *HISTORY_COLUMNS, "active_units_lower", *BITS_METRICS} | {  # two layers; discrete
         lik.test_nll_metric for lik in LIKELIHOODS.values() if lik.test_nll_metric}
     assert set(KNOWN_METRICS) == written | optional and len(KNOWN_METRICS) == len(set(KNOWN_METRICS))
 
 
 def test_an_unknown_study_names_the_studies_that_exist() -> None:
     names = ", ".join(sorted(path.stem for path in STUDIES.glob("*.yaml")))
-    assert names.startswith("iwae, latent-sizes, paper")
+    assert names.startswith("bits, iwae, latent-sizes, paper")
     with pytest.raises(UserError, match=rf"no study named 'variant' \(no .*variant.yaml\); the studies are: {names}$"):
         load_study("variant", STUDIES, REPO / "params.yaml")
 

@@ -168,13 +168,15 @@ def test_binarization_is_seeded_saved_in_the_state_and_resumed() -> None:
 def test_each_likelihood_prepares_its_training_and_held_out_pixels() -> None:
     x = torch.rand(8, 784)
     binarized = LIKELIHOODS["binarized"]
-    for grey in (BERNOULLI, CONTINUOUS):
+    for grey in (BERNOULLI, CONTINUOUS, LIKELIHOODS["discretized_logistic"]):
         assert grey.training_batch(x, None) is x and grey.held_out(x) is x and not grey.draws_pixels
     drawn = binarized.training_batch(x, torch.Generator().manual_seed(3))
     assert torch.equal(drawn, binarize(x, torch.Generator().manual_seed(3))) and binarized.draws_pixels
     assert torch.equal(binarized.held_out(x), fixed_binarization(x))
     assert {name: lik.test_nll_metric for name, lik in LIKELIHOODS.items()} == {
-        "bernoulli": None, "binarized": "binarized_test_nll", "continuous_bernoulli": None}
+        "bernoulli": None, "binarized": "binarized_test_nll", "continuous_bernoulli": None,
+        "discretized_logistic": None}
+    assert [name for name, lik in LIKELIHOODS.items() if lik.discrete] == ["binarized", "discretized_logistic"]
 
 
 def test_grey_level_numbers_bound_the_expected_binarized_ones() -> None:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from vae.classifier import FD_IMAGES, Classifier, features_and_logits, frechet_distance
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
+from vae.likelihoods import BITS_METRICS, bits_per_dim
 from vae.loops import EVAL_BATCH
 from vae.model import VAE, encode, encode_lower, gaussian_kl, log_weights, posterior_noise
 from vae.params import KNN_NEIGHBORS
@@ -199,6 +200,17 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     return metrics
 
 
+def bits_per_dim_metrics(metrics: dict[str, float | int], dims: int) -> dict[str, float]:
+    """``bits_per_dim`` (of ``loss``, the negative ELBO) and ``iwae_bits_per_dim`` (of minus the IWAE bound).
+
+    Only for a likelihood that is a probability of discrete pixel values (``Likelihood.discrete``):
+    nats per image / (D ln 2), D the subpixels of an image, the unit of the literature's 8-bit results.
+    Others leave both keys out of metrics.json, so ``dvc metrics show`` prints ``-`` for them.
+    """
+    nats = metrics["loss"], -metrics["iwae_log_likelihood_bound"]
+    return {name: bits_per_dim(value, dims) for name, value in zip(BITS_METRICS, nats)}
+
+
 def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarray,
              test_x: torch.Tensor, test_y: torch.Tensor | np.ndarray, k: int,
              seed: int = 0, progress: bool = True) -> tuple[dict[str, float | int], pd.DataFrame]:
@@ -221,7 +233,9 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     fixed binarization of the test set (the likelihood's ``held_out``), and
     ``binarized_test_nll`` = -bound is the papers' test NLL (at K = 5000).
     ``continuous_bernoulli``: a log-density of grey pixels, in nats, which can be
-    positive and is comparable only between continuous models.
+    positive and is comparable only between continuous models. ``discretized_logistic``:
+    a probability of the 8-bit test images. For the two discrete ones (``binarized``,
+    ``discretized_logistic``) both are also given in bits per dimension (``bits_per_dim_metrics``).
     """
     scored = model.likelihood.held_out(test_x)
     metrics: dict[str, float | int] = dict(evaluate_elbo(model, scored, seed))
@@ -231,6 +245,8 @@ def evaluate(model: VAE, train_x: torch.Tensor, train_y: torch.Tensor | np.ndarr
     metrics["iwae_k"] = int(k)
     if model.likelihood.test_nll_metric is not None:
         metrics[model.likelihood.test_nll_metric] = -metrics["iwae_log_likelihood_bound"]
+    if model.likelihood.discrete:
+        metrics |= bits_per_dim_metrics(metrics, scored[0].numel())
     mu, logvar = encode(model, test_x)
     variance = variance_of_means(mu)
     is_active = active_unit_mask(variance)

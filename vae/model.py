@@ -4,8 +4,9 @@ The default is the notebook's model: an MLP (784-512-512-latent, ReLU) and BCE +
 on grey pixels. Options: the MLP's depth and activation (``tanh`` for the IWAE
 paper's 784-200-200-50), a small ``conv`` encoder and decoder, and the likelihood
 p(x|z): ``bernoulli`` (the notebook's, on grey levels), ``binarized`` (the same on
-pixels drawn as 0/1, the papers' dynamically binarized MNIST) or
-``continuous_bernoulli`` (a normalized density on [0, 1]).
+pixels drawn as 0/1, the papers' dynamically binarized MNIST), ``continuous_bernoulli``
+(a normalized density on [0, 1]) or ``discretized_logistic`` (a probability of 8-bit values,
+with a learned log-scale per subpixel that only its decoders have).
 
 ``batch_objective`` is the one loss of a training step for every objective (the ELBO, or
 Burda et al.'s IWAE bound) and number of samples k. The likelihoods are objects of
@@ -110,7 +111,7 @@ class Decoder(nn.Module):
                  activation: str = "relu", architecture: str = "mlp",
                  likelihood: Likelihood = LIKELIHOODS["bernoulli"], shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
         super().__init__()
-        self.likelihood = likelihood
+        self.likelihood_kind = likelihood
         if architecture == "conv":
             depth = conv_depth(shape[-1])
             maps = (shape[0], *CONV_CHANNELS[:depth])[::-1]
@@ -128,6 +129,13 @@ class Decoder(nn.Module):
         else:
             self.net = nn.Sequential(*_mlp([latent_dim] + [hidden_dim] * hidden_layers, activation),
                                      nn.Linear(hidden_dim, output_dim), nn.Sigmoid())
+        for name, parameter in likelihood.new_parameters(output_dim).items():  # none but the likelihood's own
+            self.register_parameter(name, parameter)
+
+    @property
+    def likelihood(self) -> Likelihood:
+        """p(x|z) with this decoder's parameters of it (the discretized logistic's ``log_scale``)."""
+        return self.likelihood_kind.bound_to(self)
 
     @property
     def output_layer(self) -> nn.Linear | nn.ConvTranspose2d:
@@ -135,7 +143,8 @@ class Decoder(nn.Module):
         return next(m for m in reversed(self.net) if isinstance(m, nn.Linear | nn.ConvTranspose2d))
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """The pre-sigmoid outputs a, with sigmoid(a) the Bernoulli means; losses are computed from these."""
+        """The outputs a the likelihood reads: logits (sigmoid(a) the Bernoulli means), or the discretized
+        logistic's locations; losses are computed from these."""
         *layers, _sigmoid = self.net  # not self.net[:-1], which builds a new Sequential per call
         for layer in layers:
             z = layer(z)

@@ -36,7 +36,7 @@ ARCHITECTURES = ("mlp", "conv")
 ACTIVATION_NAMES = ("relu", "tanh", "gated")  # gated: the VampPrior paper's gated dense layers (MLP only)
 PRIORS = ("standard", "vampprior")  # N(0, I), or Tomczak & Welling's mixture of posteriors at pseudo-inputs
 PSEUDO_INPUT_INITS = ("random", "data")  # the pseudo-inputs start near 0.05, or at the first training images
-LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli")
+LIKELIHOOD_NAMES = ("bernoulli", "binarized", "continuous_bernoulli", "discretized_logistic")
 LR_SCHEDULES = ("constant", "iwae")
 OUTPUT_BIAS_INITS = ("default", "train_mean")
 PRECISIONS = ("32-true", "bf16-mixed")  # PyTorch Lightning's names for the training arithmetic
@@ -207,7 +207,8 @@ class Params:
     hidden_dim: int = param(512, _positive(), "units of each hidden layer (mlp)")
     seed: int = param(42, _SEED, "training: initialization, batch order, noise; and what is computed from the run")
     likelihood: str = param("bernoulli", Options(str, LIKELIHOOD_NAMES),
-                            "bernoulli (BCE on grey pixels), binarized (pixels drawn as 0/1), continuous_bernoulli")
+                            "bernoulli (BCE on grey pixels), binarized (pixels drawn as 0/1), continuous_bernoulli, "
+                            "discretized_logistic (8-bit)")
     beta: float = param(1.0, Interval(float, 0, closed="left"),
                         "weight of the KL term (beta-VAE); metrics always report the unweighted ELBO",
                         OnlyWith(*_ELBO_ONLY, "weights the ELBO's KL term, and objective: iwae has none (the bound "

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from vae.errors import UserError
+from vae.likelihoods import LIKELIHOODS, Likelihood
 from vae.loops import EVAL_BATCH, BatchCallback
 from vae.model import VAE, VAEConfig, batch_objective, negative_elbo, uses_log_weights
 from vae.params import IWAE_EPOCHS, IWAE_STAGES, Params
@@ -49,9 +50,10 @@ def make_optimizer(model: VAE, lr: float, eps: float = 1e-8) -> torch.optim.Adam
     return torch.optim.Adam(model.parameters(), lr=lr, eps=eps, fused=True)
 
 
-def logit_of_mean(x: torch.Tensor) -> torch.Tensor:
-    """Per-pixel logit of the images' mean, clipped to [0.001, 0.999] (Burda et al.'s output bias)."""
-    return torch.logit(x.mean(0).clamp(0.001, 0.999))
+def logit_of_mean(x: torch.Tensor, likelihood: Likelihood = LIKELIHOODS["bernoulli"]) -> torch.Tensor:
+    """The decoder output whose pixel means are the images' mean (Burda et al.'s output bias): per pixel, the
+    logit of the mean clipped to [0.001, 0.999]; with the discretized logistic the mean itself (its location)."""
+    return likelihood.output_of_mean(x.mean(0))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from vae.studies.statistics import MARK, Interval, decimals, mean_interval, pair
 # Metrics whose scale is set by the likelihood: a model of another likelihood scores another quantity
 # (docs/metrics.md), so its difference to its baseline's is on no common scale.
 LIKELIHOOD_METRICS = frozenset({"loss", "recon", "train_loss", "train_recon", "val_loss", "val_recon",
-                                "iwae_log_likelihood_bound", "binarized_test_nll"})
+                                "iwae_log_likelihood_bound", "binarized_test_nll", "bits_per_dim",
+                                "iwae_bits_per_dim"})
 
 
 

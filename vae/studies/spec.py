@@ -51,8 +51,9 @@ KNOWN_METRICS = (
     "epoch", "train_loss", "train_recon", "train_kl", "train_objective", "val_loss", "val_recon", "val_kl",
     # classifier
     "classifier_test_accuracy", "fd_real_data_floor",
-    # evaluate (binarized_test_nll with the binarized likelihood)
-    "loss", "recon", "kl", "iwae_k", "iwae_log_likelihood_bound", "binarized_test_nll", "active_units",
+    # evaluate (binarized_test_nll with the binarized likelihood; the bits per dimension with a discrete one)
+    "loss", "recon", "kl", "iwae_k", "iwae_log_likelihood_bound", "binarized_test_nll", "bits_per_dim",
+    "iwae_bits_per_dim", "active_units",
     "active_units_lower",
     "mse_per_image", "linear_probe_accuracy", "knn_accuracy", "fd_samples", "fd_samples_latent_density",
     "fd_reconstructions", "sample_class_entropy", "sample_class_entropy_latent_density", "reconstruction_accuracy")
