@@ -1,14 +1,16 @@
-"""What portable numerics cost: the train stage's epoch in ``numerics: portable`` against ``native``.
+"""What portable numerics cost: each computing stage's epoch in ``numerics: portable`` against ``native``.
 
 Run from the repository root after `dvc repro split`::
 
-    python -m benchmarks.numerics [--epochs N] [--rounds R]
+    python -m benchmarks.numerics [--epochs N] [--rounds R] [--classifier-images M]
 
-The libraries read their code paths when they load, so each mode trains in its own process
-(``--child``), with params.yaml's model, batch size, seed and ``threads``; the processes
-alternate, R rounds of N epochs each, so that both see the same machine load. Prints each
-mode's median epoch, the code paths each reported (``vae.numerics.report``), and the ratio
-portable/native.
+The libraries read their code paths when they load, so each mode runs in its own process
+(``--child``), with params.yaml's models, batch sizes, seeds and ``threads``; the processes
+alternate, R rounds, so that both modes see the same machine load. Each round times N epochs
+of the train stage's VAE and N epochs of the classifier stage's CNN on the first M training
+images (its whole epoch takes as long per image). Prints the code paths each mode reported
+(``vae.numerics.report``), then per stage the median epoch of each mode and portable/native
+side by side.
 """
 
 import argparse
@@ -21,11 +23,14 @@ import time
 
 from vae.numerics import MODES, PORTABLE_ENVIRONMENT
 
+STAGES = ("train", "classifier")
 
-def child(mode: str, epochs: int) -> None:
-    """Train ``epochs`` epochs in this process (its environment already chose the mode); print JSON."""
+
+def child(mode: str, epochs: int, classifier_images: int) -> None:
+    """Time ``epochs`` epochs of each stage in this process (its environment already chose the mode); print JSON."""
     import torch
 
+    from vae.classifier import train_classifier
     from vae.data.split import load_images
     from vae.model import VAEConfig
     from vae.numerics import configure_torch, report
@@ -37,14 +42,20 @@ def child(mode: str, epochs: int) -> None:
     params = load_params(PARAMS_FILE)
     configure_torch(mode, params.threads)
     flush_subnormals()
-    x, _ = load_images("data/processed/train.npz")
+    x, labels = load_images("data/processed/train.npz")
+    y = torch.as_tensor(labels, dtype=torch.int64)
     settings = TrainingSettings.from_params(params)
     state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
-    seconds = []
+    seconds: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         train_epoch(state, x, epoch, settings, progress=False)
-        seconds.append(time.perf_counter() - start)
+        seconds["train"].append(time.perf_counter() - start)
+    for _ in range(epochs):
+        start = time.perf_counter()
+        train_classifier(x[:classifier_images], y[:classifier_images], 1, params.classifier_batch_size,
+                         params.classifier_lr, params.data_seed, progress=False)
+        seconds["classifier"].append(time.perf_counter() - start)
     print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), **report(mode)}))
 
 
@@ -58,25 +69,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per process")
     parser.add_argument("--rounds", type=int, default=2, help="processes per mode, alternating")
+    parser.add_argument("--classifier-images", type=int, default=12_800, help="the classifier's epoch's images")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.epochs)
+        child(args.child, args.epochs, args.classifier_images)
         return
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for _ in range(args.rounds):
         for mode in MODES:
             out = subprocess.run([sys.executable, "-m", "benchmarks.numerics", "--child", mode,
-                                  "--epochs", str(args.epochs)], env=mode_environment(mode), check=True,
-                                 capture_output=True, text=True).stdout
+                                  "--epochs", str(args.epochs), "--classifier-images", str(args.classifier_images)],
+                                 env=mode_environment(mode), check=True, capture_output=True, text=True).stdout
             runs[mode].append(json.loads(out.splitlines()[-1]))
-    median = {mode: statistics.median(s for run in runs[mode] for s in run["seconds"]) for mode in MODES}
     for mode in MODES:
         last = runs[mode][-1]
-        print(f"{mode:>8}: epoch {median[mode]:.2f} s (median of {args.rounds} x {args.epochs}), "
-              f"{last['threads']} threads; MKL {last['mkl']}, ATen {last['aten']}, oneDNN {last['onednn']}, "
-              f"OpenBLAS {', '.join(last['openblas'])}")
-    print(f"portable/native: epoch {median['portable'] / median['native']:.2f}")
+        print(f"{mode:>8}: {last['threads']} threads; products {last['products']}; MKL {last['mkl']}, "
+              f"ATen {last['aten']}, oneDNN {last['onednn']}")
+    print(f"median epoch of {args.rounds} x {args.epochs}; classifier on {args.classifier_images} images")
+    print(f"{'stage':<11} {'portable':>9} {'native':>9} {'portable/native':>16}")
+    for stage in STAGES:
+        median = {mode: statistics.median(s for run in runs[mode] for s in run["seconds"][stage]) for mode in MODES}
+        print(f"{stage:<11} {median['portable']:>8.2f}s {median['native']:>8.2f}s "
+              f"{median['portable'] / median['native']:>16.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vae import numerics
 from vae.errors import UserError
 from vae.runtime import machine
 
@@ -50,17 +51,15 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     if dvc_stage:
         monkeypatch.setenv("DVC_STAGE", dvc_stage)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    torch_settings = torch.get_num_threads(), torch.backends.mkldnn.enabled  # run_stage sets both from params
     try:
-        run_stage(name, main, *paths)
+        with numerics.torch_settings_kept():  # run_stage configures torch from params
+            run_stage(name, main, *paths)
         code = 0
     except SystemExit as exit_:
         code = exit_.code
     finally:
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
-        torch.set_num_threads(torch_settings[0])
-        torch.backends.mkldnn.enabled = torch_settings[1]
         torch.set_flush_denormal(False)  # run_stage flushed subnormals for the process
     return code, capsys.readouterr().err
 

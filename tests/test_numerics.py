@@ -1,25 +1,25 @@
 """``numerics: portable``: the same bytes on every x86-64 CPU with AVX2, the thread count in the DVC key.
 
-The golden test's constant was computed on an AMD EPYC and must hold on every x86-64 CPU with AVX2
-(an Intel Xeon gave the same bytes for the same method; docs/performance.md, "Same bytes on every
-machine"). tests/conftest.py pins portable mode before torch loads, as ``stages/__init__.py`` does.
+The golden test's constant was computed on an AMD EPYC and must hold on every x86-64 CPU with AVX2:
+the products run on OpenBLAS's Haswell kernels, chosen by the pinned core type and not by the vendor
+(docs/performance.md, "Same bytes on every machine", says what was checked on which CPUs).
+tests/conftest.py pins portable mode before torch loads, as ``stages/__init__.py`` does.
 """
 
 import hashlib
 import os
 import platform
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from tests.test_train_stage import digests, make_workdir, train
-from vae import numerics
+from vae import numerics, openblas
+from vae.classifier import Classifier
 from vae.errors import UserError
-from vae.model import VAEConfig
+from vae.model import VAE, VAEConfig, negative_elbo
 from vae.params import Params, validate
 from vae.runtime.dvc_yaml import read_stage, stage_names
 from vae.runtime.machine import environment
@@ -27,7 +27,7 @@ from vae.training import TrainingSettings, TrainState, fit
 
 REPO = Path(__file__).resolve().parent.parent
 # md5 of the weights after one epoch of the default model on GOLDEN_IMAGES synthetic images, 1 thread.
-GOLDEN_MD5 = "abb1e2346f7707c529b1820745bfd61a"  # torch 2.14.1 (requirements.txt)
+GOLDEN_MD5 = "bcd1d06c777d287a84a9f75cf3b44e45"  # torch 2.14.1 (requirements.txt)
 GOLDEN_IMAGES = 2_000
 
 
@@ -51,14 +51,10 @@ def train_golden_model() -> str:
     # products of uniforms: exact IEEE arithmetic, so the data are the same bytes on every CPU
     x = torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
     settings = TrainingSettings(num_epochs=1, batch_size=params.batch_size, lr=params.lr, seed=params.seed)
-    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    numerics.configure_torch("portable", 1)
-    try:
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", 1)
         state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
         fit(state, x, x[:500], settings, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-        torch.backends.mkldnn.enabled = onednn
     return weights_md5(state.model)
 
 
@@ -72,6 +68,7 @@ def test_portable_mode_trains_the_golden_bytes() -> None:
     with requirements.txt: another torch or MKL release changes the bytes too."""
     report = numerics.report("portable")
     assert (report["mkl"], report["aten"]) == ("compatible", "AVX2"), report
+    assert {core.split()[-1] for core in report["openblas"]} == {"Haswell"}, report
     assert train_golden_model() == GOLDEN_MD5
 
 
@@ -99,9 +96,95 @@ def test_native_removes_the_portable_pins_a_parent_passed_on(monkeypatch: pytest
 
 
 def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
-    env = environment(torch.device("cpu"), "portable")
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", 1)
+        env = environment(torch.device("cpu"), "portable")
     assert env["numerics"] == "portable" and env["mkl"] == "compatible" and env["aten"] == "AVX2"
-    assert env["threads"] == torch.get_num_threads() and isinstance(env["openblas"], list)
+    assert env["threads"] == 1 and isinstance(env["openblas"], list)
+    assert env["products"].startswith("numpy's OpenBLAS ") and "Haswell" in env["products"], env
+
+
+class OpsCalled(TorchDispatchMode):
+    """Records the operators that run below autograd (forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (PyTorch's protocol)
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+MKL_PRODUCTS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.convolution",
+                "aten.convolution_backward", "aten.mv", "aten.dot"}
+
+
+def vae_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return negative_elbo(model, x, torch.Generator().manual_seed(0))[0]
+
+
+def classifier_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), torch.arange(len(x)) % 10)
+
+
+@pytest.mark.parametrize(("make", "loss"), [
+    (lambda: VAE(VAEConfig(hidden_dim=64)), vae_loss),
+    (lambda: VAE(VAEConfig(architecture="conv", latent_dim=3)), vae_loss),
+    (lambda: VAE(VAEConfig(architecture="conv", latent_dim=3, channels=3, image_size=64)), vae_loss),
+    (lambda: VAE(VAEConfig(hidden_dim=32, prior="vampprior", pseudo_inputs=7, stochastic_layers=2,
+                           activation="gated")), vae_loss),
+    (Classifier, classifier_loss),
+], ids=["mlp", "conv", "conv-rgb-64", "vampprior-hvae-gated", "classifier"])
+def test_portable_mode_multiplies_on_openblas_what_native_multiplies_on_mkl(make, loss) -> None:  # noqa: ANN001
+    """Every product of a step (forward and both gradients) runs on ``vae::linear`` in portable mode and on
+    PyTorch's in native mode, with the same loss and gradients up to rounding, and the same layers."""
+    torch.manual_seed(0)
+    model = make()
+    x = torch.rand(6, model.config.input_dim if isinstance(model, VAE) else 784)
+    keys = list(model.state_dict())
+    runs = {}
+    with numerics.torch_settings_kept():
+        for mode in numerics.MODES:
+            numerics.configure_torch(mode, 1)
+            model.zero_grad()
+            with OpsCalled() as called:
+                value = loss(model, x)
+                value.backward()
+            runs[mode] = called.ops, value.detach(), [p.grad.clone() for p in model.parameters()]
+    (portable_ops, portable_loss, portable_grads), (native_ops, native_loss, native_grads) = runs.values()
+    assert "vae.linear" in portable_ops and not portable_ops & MKL_PRODUCTS, portable_ops & MKL_PRODUCTS
+    assert "vae.linear" not in native_ops and native_ops & MKL_PRODUCTS
+    torch.testing.assert_close(portable_loss, native_loss, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(portable_grads, native_grads, rtol=1e-4, atol=1e-4)
+    assert list(model.state_dict()) == keys
+
+
+def test_the_openblas_product_is_a_custom_operator_with_its_gradients() -> None:
+    """torch.library.opcheck (schema, fake tensors, the registered autograd formula) on a transposed and a
+    contiguous operand, which reach BLAS as a transpose flag; values and gradients against PyTorch's."""
+    torch.manual_seed(0)
+    torch.library.opcheck(openblas.linear, (torch.randn(7, 5).t().requires_grad_(), torch.randn(3, 7).requires_grad_()))
+    for x, weight in ((torch.randn(5, 7), torch.randn(3, 7)), (torch.randn(7, 5).t(), torch.randn(7, 3).t())):
+        x, weight = x.requires_grad_(), weight.requires_grad_()
+        torch.testing.assert_close(openblas.linear(x, weight), x @ weight.T)
+        grads = torch.autograd.grad(openblas.linear(x, weight).square().sum(), (x, weight))
+        torch.testing.assert_close(grads, torch.autograd.grad((x @ weight.T).square().sum(), (x, weight)))
+
+
+def test_configure_torch_enters_the_portable_products_once_and_native_leaves_them() -> None:
+    x, weight = torch.rand(4, 3), torch.rand(2, 3)
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", 1)
+        numerics.configure_torch("portable", 2)
+        assert len(numerics._products) == 1 and numerics.report("portable")["onednn"] == "off"
+        with OpsCalled() as called:
+            F.linear(x, weight)
+        assert "vae.linear" in called.ops and not called.ops & MKL_PRODUCTS
+        numerics.configure_torch("native", 1)
+        with OpsCalled() as called:
+            F.linear(x, weight)
+        assert "vae.linear" not in called.ops and not numerics._products
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -127,24 +210,31 @@ def test_every_stage_that_computes_is_keyed_on_numerics_and_threads() -> None:
             assert {"numerics", "threads"} <= set(read_stage(stage, REPO / "dvc.yaml").params), stage
 
 
-def run_stage(workdir: Path, stage: str) -> None:
-    cmd = shlex.split(read_stage(stage, workdir / "dvc.yaml").cmd)
-    proc = subprocess.run([sys.executable, *cmd[1:]], cwd=workdir, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+def train_at(threads: int) -> tuple[str, str]:
+    """md5 of the weights of the train stage's VAE (the golden procedure) and of the classifier stage's CNN
+    (one epoch on 1,280 of the same images), trained with ``threads`` threads."""
+    from vae.classifier import train_classifier
+
+    params = default_params()
+    images = torch.Generator().manual_seed(0)
+    x = torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
+    settings = TrainingSettings(num_epochs=1, batch_size=params.batch_size, lr=params.lr, seed=params.seed)
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", threads)
+        state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
+        fit(state, x, x[:500], settings, progress=False)
+        cnn = train_classifier(x[:1280], torch.arange(1280) % 10, 1, params.classifier_batch_size,
+                               params.classifier_lr, params.data_seed, progress=False)
+    return weights_md5(state.model), weights_md5(cnn)
 
 
-@pytest.mark.e2e
-def test_the_train_stages_weights_at_one_and_two_threads_and_the_classifier_runs_at_both(tmp_path: Path) -> None:
-    """The VAE's weights do not depend on the thread count at 1 and 2 threads. Its reported losses'
-    last digits may (PyTorch splits long sums across its threads), and so may the classifier's
-    convolutions, which is why `threads` is a param of every stage that computes: DVC and its
-    run-cache key on it, and never hand one count's outputs to another."""
-    runs = {}
-    for threads in (1, 2):
-        workdir = make_workdir(tmp_path / f"threads-{threads}", threads=threads, classifier_epochs=1, num_epochs=1)
-        (workdir / "data/processed/test.npz").write_bytes((workdir / "data/processed/val.npz").read_bytes())
-        train(workdir)
-        run_stage(workdir, "classifier")
-        runs[threads] = digests(workdir, leave_out=("reports/train/environment.json",))
-    weights = ("models/model.pt", "models/epochs/epoch_001.pt")
-    assert [runs[1][path] for path in weights] == [runs[2][path] for path in weights]
+def test_the_thread_count_changes_the_train_and_classifier_stages_weights() -> None:
+    """Which stages' bytes depend on the thread count: train's and classifier's weights differ between
+    1 and 2 threads (OpenBLAS splits a product's work by its thread count, and PyTorch its long sums),
+    so `threads` stays a param of every stage that computes, and DVC and its run-cache never hand one
+    count's outputs to another. The stages after train only evaluate, through the same products;
+    they keep the key too. If this fails, a stage no longer depends on it: it may leave its keys."""
+    one, two = train_at(1), train_at(2)
+    assert one[0] == GOLDEN_MD5
+    assert one[0] != two[0], "the train stage's weights no longer depend on the thread count"
+    assert one[1] != two[1], "the classifier stage's weights no longer depend on the thread count"

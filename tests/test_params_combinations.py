@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import stages  # noqa: F401  (imported once, here: a draw's params.yaml must not pin this process's numerics)
+from vae import numerics
 from vae.data.datasets import DATASETS, FILES
 from vae.data.idx import format_idx
 from vae.params import (
@@ -159,20 +160,17 @@ def raw_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.contextmanager
 def stage_process(folder: Path) -> Iterator[io.StringIO]:
     """This process as a stage's: in ``folder``, its stderr captured; what a stage sets is put back after."""
-    saved = (Path.cwd(), sys.argv, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
-             torch.get_num_threads(), torch.backends.mkldnn.enabled)
+    saved = (Path.cwd(), sys.argv, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     stderr = io.StringIO()
     os.chdir(folder)
     try:
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), numerics.torch_settings_kept():
             yield stderr
     finally:
         os.chdir(saved[0])
         sys.argv = saved[1]
         signal.signal(signal.SIGINT, saved[2])
         signal.signal(signal.SIGTERM, saved[3])
-        torch.set_num_threads(saved[4])
-        torch.backends.mkldnn.enabled = saved[5]
         torch.set_flush_denormal(False)  # run_stage flushes subnormals; Hypothesis's own floats need them
 
 

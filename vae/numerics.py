@@ -7,25 +7,28 @@ numpy's OpenBLAS picks a kernel per CPU model. Twenty epochs amplify the last-bi
 into a different model (2 nats of test loss apart).
 
 ``portable`` (the ``numerics`` param's default) pins each library to a path that every x86-64
-CPU with AVX2 runs the same way, through the environment variables the libraries read when they
+CPU with AVX2 runs the same way. Through the environment variables the libraries read when they
 load, so ``pin`` must run before torch, numpy or scipy is imported (``stages/__init__.py`` does
-it for every stage). Measured on an Intel Xeon (Sapphire Rapids) and an AMD EPYC (Zen 4):
+it for every stage); and through ``configure_torch`` once torch has loaded:
 
-- MKL honours ``MKL_CBWR`` branches on Intel CPUs only; on AMD every branch but ``COMPATIBLE``
-  falls back to its own choice, and that differs from Intel's AVX2 branch. ``COMPATIBLE`` gives
-  the same products on both.
-- PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``; its oneDNN convolutions are switched off
-  (``configure_torch``), so convolutions run as PyTorch's own im2col and MKL products.
-- OpenBLAS: the Haswell (AVX2) kernels on one thread (with more threads it splits long sums).
+- Float32 matrix products (linear layers, their gradients, convolutions as unfold and a
+  product): on numpy's OpenBLAS with the Haswell (AVX2) kernels (``vae.openblas``), which
+  OpenBLAS chooses by the pinned core type, never by the vendor, at close to MKL's speed.
+- MKL, for any product left to PyTorch: ``MKL_CBWR=COMPATIBLE``, the one branch that Intel and
+  AMD CPUs run alike (on AMD, MKL ignores every other branch), but twice as slow.
+- PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``; its oneDNN convolutions are switched off.
 
-The thread count still changes sums (PyTorch splits large reductions across its threads), so
-it is a param too (``threads``), part of the DVC key of every stage that computes. ``native``
-leaves every library to choose (faster, bytes per CPU model). bfloat16 products (``precision:
-bf16-mixed``) run on oneDNN's native kernels (AMX, AVX512-BF16): per machine, so native only.
+The thread count still changes sums (OpenBLAS splits a product's work by it, PyTorch its large
+reductions), so it is a param too (``threads``), part of the DVC key of every stage that
+computes. ``native`` leaves every library to choose (faster, bytes per CPU model). bfloat16
+products (``precision: bf16-mixed``) run on oneDNN's native kernels (AMX, AVX512-BF16): per
+machine, so native only.
 """
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,11 @@ PORTABLE_ENVIRONMENT = {
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own vectorized kernels
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where anything still calls it
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's OpenBLAS kernels
-    "OPENBLAS_NUM_THREADS": "1",  # OpenBLAS splits long sums across threads
+    "OPENBLAS_NUM_THREADS": "1",  # at load; configure_torch gives the products' OpenBLAS `threads`
+    # PyTorch's OpenMP threads sleep between its parallel regions instead of spinning, so that they leave the
+    # cores to OpenBLAS's threads, which run the products: spinning pools made a step 4x slower on 2 cores.
+    # It changes when threads wait, never what they compute.
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 _LIBRARIES = ("torch", "numpy", "scipy")
 
@@ -72,12 +79,46 @@ def pin_from_params(path: str | Path = "params.yaml") -> None:
         pin(mode)
 
 
+_products: list[Any] = []  # the PortableProducts mode configure_torch entered, while portable
+
+
 def configure_torch(mode: str, threads: int) -> None:
-    """The settings PyTorch takes after it loads: its thread count, and oneDNN off in portable mode."""
+    """The settings PyTorch takes after it loads: its thread count, oneDNN, and whose products run.
+
+    ``portable`` turns oneDNN off and sends float32 matrix products to numpy's OpenBLAS
+    (``vae.openblas``) with ``threads`` threads; ``native`` undoes both. Safe to call again.
+    """
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     torch.backends.mkldnn.enabled = mode == "native"
+    if mode == "portable":
+        threadpool_limits(threads, user_api="blas")
+        if not _products:
+            from vae.openblas import PortableProducts
+
+            _products.append(PortableProducts().__enter__())
+    elif _products:
+        _products.pop().__exit__(None, None, None)
+
+
+@contextmanager
+def torch_settings_kept() -> Iterator[None]:
+    """Put back what ``configure_torch`` sets (threads, oneDNN, whose products run, OpenBLAS threads).
+
+    For code that configures PyTorch inside a longer process, such as a test that runs a stage in-process.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads, onednn, portable = torch.get_num_threads(), torch.backends.mkldnn.enabled, bool(_products)
+    with threadpool_limits(user_api="blas"):  # no new limit: puts OpenBLAS's thread count back on exit
+        try:
+            yield
+        finally:
+            configure_torch("portable" if portable else "native", threads)
+            torch.backends.mkldnn.enabled = onednn
 
 
 def _mkl_branch() -> str:
@@ -97,11 +138,13 @@ def _mkl_branch() -> str:
     return names.get(branch & 0xFFFF, str(branch & 0xFFFF)) + strict
 
 
-def _openblas_cores() -> list[str]:
+def _openblas_cores(only_numpys: bool = False) -> list[str]:
+    """Version and core type of each OpenBLAS loaded (numpy's and scipy's each bundle one), or of numpy's."""
     from threadpoolctl import threadpool_info
 
     return sorted({f"{pool.get('version')} {pool.get('architecture')}" for pool in threadpool_info()
-                   if pool.get("internal_api") == "openblas"})
+                   if pool.get("internal_api") == "openblas"
+                   and (not only_numpys or f"numpy{os.sep}" in pool["filepath"] or "numpy.libs" in pool["filepath"])})
 
 
 def report(mode: str) -> dict[str, Any]:
@@ -109,4 +152,6 @@ def report(mode: str) -> dict[str, Any]:
     import torch
 
     return {"numerics": mode, "mkl": _mkl_branch(), "aten": torch.backends.cpu.get_cpu_capability(),
-            "onednn": "on" if torch.backends.mkldnn.enabled else "off", "openblas": _openblas_cores()}
+            "onednn": "on" if torch.backends.mkldnn.enabled else "off", "openblas": _openblas_cores(),
+            "products": f"numpy's OpenBLAS {', '.join(_openblas_cores(True))} (vae::linear)" if _products
+            else "PyTorch's (MKL)"}
