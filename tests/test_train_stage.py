@@ -36,7 +36,10 @@ from vae.training import TrainingSettings, TrainState, fit
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 4
-N_TRAIN = 6_000
+N_TRAIN = 1_500  # 12 batches an epoch: every signal these tests inject (at batch 5 at most) falls inside one
+# The tests of what a run resumes or keeps, not of the default model: a smaller one trains in a fraction of the
+# time and saves, resumes and draws noise through the same code (the disk test keeps the default model's sizes).
+SMALL_MODEL = {"hidden_dim": 64}
 
 
 def make_workdir(path: Path, **overrides: object) -> Path:
@@ -150,9 +153,9 @@ def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: 
     """The pixels' 0/1 draws and the k samples' noise come from generators saved in the state, so
     they resume too; so does the IWAE objective's column of the history, bf16 training, the VampPrior's
     pseudo-inputs (parameters in the state) and the two-layer model's second noise."""
-    clean = make_workdir(tmp_path / "clean", num_epochs=3, **overrides)
+    clean = make_workdir(tmp_path / "clean", num_epochs=3, **SMALL_MODEL, **overrides)
     train(clean)
-    killed = make_workdir(tmp_path / "killed", num_epochs=3, **overrides)
+    killed = make_workdir(tmp_path / "killed", num_epochs=3, **SMALL_MODEL, **overrides)
     train(killed, signal_at="SIGKILL@2.5", returncode=-signal.SIGKILL)
     log = train(killed)
     assert "resuming from models/train_state.pt (epoch 1" in log and epochs_trained(log) == [2, 3]
@@ -167,7 +170,7 @@ def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: 
 
 @pytest.mark.e2e
 def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
-    workdir = make_workdir(tmp_path / "long", num_epochs=5, save_every=2)
+    workdir = make_workdir(tmp_path / "long", num_epochs=5, save_every=2, **SMALL_MODEL)
     train(workdir)
     kept = sorted(p.name for p in (workdir / "models/epochs").iterdir())
     assert kept == ["epoch_002.pt", "epoch_004.pt", "epoch_005.pt"]
@@ -296,9 +299,9 @@ def test_a_state_missing_weights_files_says_which_in_english(tmp_path: Path, cap
 
 @pytest.mark.e2e
 def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) -> None:
-    short = make_workdir(tmp_path / "short", num_epochs=2)
+    short = make_workdir(tmp_path / "short", num_epochs=2, **SMALL_MODEL)
     train(short)
-    longer = make_workdir(tmp_path / "long", num_epochs=3)
+    longer = make_workdir(tmp_path / "long", num_epochs=3, **SMALL_MODEL)
     train(longer)
     three = digests(longer)
     set_params(longer, num_epochs=2)
