@@ -36,32 +36,29 @@ from vae.training import TrainingSettings, TrainState, fit
 
 REPO = Path(__file__).resolve().parent.parent
 EPOCHS = 4
-N_TRAIN = 6_000  # make_workdir's default, the data test_numerics trains the default model on
 
 
-def make_workdir(path: Path, n_train: int = N_TRAIN, **overrides: object) -> Path:
+def make_workdir(path: Path, **overrides: object) -> Path:
+    """A train stage's folder: dvc.yaml, the code, params.yaml with ``overrides``, and synthetic split arrays.
+
+    This file's tests of what a run saves, resumes and keeps need no default model: 1,500 images (12 batches
+    an epoch: every signal injected here, at batch 5 at most, falls inside one) and a 128-unit model train
+    about 5x faster through the same code, and their files stay large enough beside their fixed overhead
+    (about 12 kB a run) for the disk test's 1% margin."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "dvc.yaml", path / "dvc.yaml")
     for package in ("stages", "vae"):
         shutil.copytree(REPO / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params.update({"num_epochs": EPOCHS, "device": "cpu", "latent_dim": 2, **overrides})
+    params.update({"num_epochs": EPOCHS, "device": "cpu", "latent_dim": 2, "hidden_dim": 128, **overrides})
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     rng = np.random.default_rng(0)
-    for name, n in (("train", n_train), ("val", 500)):
+    for name, n in (("train", 1_500), ("val", 500)):
         # Strokes rather than noise: images with structure give a loss that keeps moving.
         images = (rng.random((n, 28, 28)) < 0.15).astype(np.uint8) * 255
         write_npz(path / "data/processed" / f"{name}.npz", images=images,
                   labels=rng.integers(0, 10, n, dtype=np.uint8), index=np.arange(n))
     return path
-
-
-def small_workdir(path: Path, **overrides: object) -> Path:
-    """``make_workdir`` for this file's tests of what a run saves, resumes and keeps, which need no default model:
-    1,500 images (12 batches an epoch: every signal injected here, at batch 5 at most, falls inside one) and a
-    128-unit model train about 5x faster through the same code, and their files stay large enough beside their
-    fixed overhead (about 12 kB a run) for the disk test's 1% margin."""
-    return make_workdir(path, n_train=1_500, **{"hidden_dim": 128, **overrides})
 
 
 def make_float32_twin(tmp_path: Path, workdir: Path) -> Path:
@@ -101,7 +98,7 @@ def epochs_trained(log: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    workdir = small_workdir(tmp_path_factory.mktemp("clean"))
+    workdir = make_workdir(tmp_path_factory.mktemp("clean"))
     assert epochs_trained(train(workdir)) == [1, 2, 3, 4]
     return workdir, digests(workdir)
 
@@ -124,14 +121,14 @@ def test_a_run_keeps_weights_per_epoch_and_one_training_state(clean: tuple[Path,
 
 @pytest.mark.e2e
 def test_two_clean_runs_are_byte_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     train(workdir)
     assert digests(workdir) == clean[1]
 
 
 @pytest.mark.e2e
 def test_sigkill_in_epoch_3_then_rerun_is_bit_identical(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     train(workdir, signal_at="SIGKILL@3.5", returncode=-signal.SIGKILL)
     record = TrainingRecord(*(workdir / p for p in ("models/model.pt", "models/epochs", "models/train_state.pt",
                                                     "reports/train/reconstructions", "reports/train/history.csv",
@@ -159,9 +156,9 @@ def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: 
     """The pixels' 0/1 draws and the k samples' noise come from generators saved in the state, so
     they resume too; so does the IWAE objective's column of the history, bf16 training, the VampPrior's
     pseudo-inputs (parameters in the state) and the two-layer model's second noise."""
-    clean = small_workdir(tmp_path / "clean", num_epochs=3, **overrides)
+    clean = make_workdir(tmp_path / "clean", num_epochs=3, **overrides)
     train(clean)
-    killed = small_workdir(tmp_path / "killed", num_epochs=3, **overrides)
+    killed = make_workdir(tmp_path / "killed", num_epochs=3, **overrides)
     train(killed, signal_at="SIGKILL@2.5", returncode=-signal.SIGKILL)
     log = train(killed)
     assert "resuming from models/train_state.pt (epoch 1" in log and epochs_trained(log) == [2, 3]
@@ -176,7 +173,7 @@ def test_variant_sigkill_then_rerun_is_bit_identical(tmp_path: Path, overrides: 
 
 @pytest.mark.e2e
 def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
-    workdir = small_workdir(tmp_path / "long", num_epochs=5, save_every=2)
+    workdir = make_workdir(tmp_path / "long", num_epochs=5, save_every=2)
     train(workdir)
     kept = sorted(p.name for p in (workdir / "models/epochs").iterdir())
     assert kept == ["epoch_002.pt", "epoch_004.pt", "epoch_005.pt"]
@@ -193,7 +190,7 @@ def test_save_every_keeps_every_nth_epoch_and_the_last(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_stops_cleanly_keeping_completed_epochs(tmp_path: Path, signum: signal.Signals) -> None:
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     err = train(workdir, signal_at=f"{signum.name}@2.3", returncode=130)
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: train interrupted")
     saved = load_torch(workdir / "models/train_state.pt")
@@ -213,7 +210,7 @@ def test_an_unchanged_rerun_resumes_and_trains_nothing(clean: tuple[Path, dict[s
 def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple[Path, dict[str, str]],
                                                                      tmp_path: Path) -> None:
     """vae/data/split.py is a dependency of train in dvc.yaml that no hand-kept list named before."""
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     shutil.copytree(clean[0] / "models", workdir / "models")
     shutil.copytree(clean[0] / "reports", workdir / "reports")
     with open(workdir / "vae/data/split.py", "a") as f:
@@ -231,7 +228,7 @@ def test_a_change_to_any_dependency_dvc_lists_retrains_from_scratch(clean: tuple
 
 @pytest.mark.e2e
 def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
-    workdir = small_workdir(tmp_path, num_epochs=1, lr=0.002)
+    workdir = make_workdir(tmp_path, num_epochs=1, lr=0.002)
     train(workdir)  # leaves a state trained with lr 0.002
     set_params(workdir, lr=0.001, num_epochs=EPOCHS)
     log = train(workdir)
@@ -243,7 +240,7 @@ def test_changed_params_start_over(clean: tuple[Path, dict[str, str]], tmp_path:
 @pytest.mark.parametrize("damage", ["truncated", "not a state"])
 def test_a_damaged_training_state_is_set_aside_and_the_run_starts_over(clean: tuple[Path, dict[str, str]],
                                                                        tmp_path: Path, damage: str) -> None:
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     shutil.copytree(clean[0] / "models", workdir / "models")
     shutil.copytree(clean[0] / "reports", workdir / "reports")
     state = workdir / "models/train_state.pt"
@@ -261,7 +258,7 @@ def test_a_damaged_training_state_is_set_aside_and_the_run_starts_over(clean: tu
 
 @pytest.mark.e2e
 def test_a_blocked_epochs_folder_fails_before_train_deletes_anything(tmp_path: Path) -> None:
-    workdir = small_workdir(tmp_path)
+    workdir = make_workdir(tmp_path)
     kept = {"models/train_state.pt": b"state", "reports/train/history.csv": b"h", "reports/train/metrics.json": b"m"}
     for name, data in kept.items():
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
@@ -305,9 +302,9 @@ def test_a_state_missing_weights_files_says_which_in_english(tmp_path: Path, cap
 
 @pytest.mark.e2e
 def test_fewer_epochs_reuse_the_weights_and_match_a_shorter_run(tmp_path: Path) -> None:
-    short = small_workdir(tmp_path / "short", num_epochs=2)
+    short = make_workdir(tmp_path / "short", num_epochs=2)
     train(short)
-    longer = small_workdir(tmp_path / "long", num_epochs=3)
+    longer = make_workdir(tmp_path / "long", num_epochs=3)
     train(longer)
     three = digests(longer)
     set_params(longer, num_epochs=2)
