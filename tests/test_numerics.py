@@ -6,6 +6,7 @@ the products run on OpenBLAS's Haswell kernels, chosen by the pinned core type a
 tests/conftest.py pins portable mode before torch loads, as ``stages/__init__.py`` does.
 """
 
+import functools
 import hashlib
 import os
 import platform
@@ -44,15 +45,19 @@ def weights_md5(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def train_golden_model() -> str:
-    """One epoch of the default model (params.yaml's sizes and seed) on synthetic images, one thread."""
-    params = default_params()
+def golden_images() -> torch.Tensor:
+    """GOLDEN_IMAGES synthetic flat images, products of uniforms: exact IEEE arithmetic, the same bytes on every CPU."""
     images = torch.Generator().manual_seed(0)
-    # products of uniforms: exact IEEE arithmetic, so the data are the same bytes on every CPU
-    x = torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
+    return torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
+
+
+@functools.cache
+def train_golden_model(threads: int) -> str:
+    """md5 of one epoch of the default model (params.yaml's sizes and seed) on ``golden_images``, portable mode."""
+    params, x = default_params(), golden_images()
     settings = TrainingSettings(num_epochs=1, batch_size=params.batch_size, lr=params.lr, seed=params.seed)
     with numerics.torch_settings_kept():
-        numerics.configure_torch("portable", 1)
+        numerics.configure_torch("portable", threads)
         state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
         fit(state, x, x[:500], settings, progress=False)
     return weights_md5(state.model)
@@ -64,12 +69,12 @@ def train_golden_model() -> str:
 def test_portable_mode_trains_the_golden_bytes() -> None:
     """The same weights on every x86-64 CPU with AVX2. If this fails on yours, compare
     `python -c "import vae.numerics as n; import torch; print(n.report('portable'))"` with the
-    environment.json of docs/results (MKL must say 'compatible', ATen 'AVX2'), and the torch version
-    with requirements.txt: another torch or MKL release changes the bytes too."""
+    environment.json of docs/results (MKL must say 'compatible', ATen 'AVX2', OpenBLAS 'Haswell'), and the torch
+    and numpy versions with requirements.txt: another torch, MKL or OpenBLAS release changes the bytes too."""
     report = numerics.report("portable")
     assert (report["mkl"], report["aten"]) == ("compatible", "AVX2"), report
     assert {core.split()[-1] for core in report["openblas"]} == {"Haswell"}, report
-    assert train_golden_model() == GOLDEN_MD5
+    assert train_golden_model(1) == GOLDEN_MD5
 
 
 def test_pin_sets_the_libraries_paths_and_refuses_to_come_too_late(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,22 +215,16 @@ def test_every_stage_that_computes_is_keyed_on_numerics_and_threads() -> None:
             assert {"numerics", "threads"} <= set(read_stage(stage, REPO / "dvc.yaml").params), stage
 
 
-def train_at(threads: int) -> tuple[str, str]:
-    """md5 of the weights of the train stage's VAE (the golden procedure) and of the classifier stage's CNN
-    (one epoch on 1,280 of the same images), trained with ``threads`` threads."""
+def train_golden_classifier(threads: int) -> str:
+    """md5 of the classifier stage's CNN after one epoch on 1,280 of ``golden_images``, portable mode."""
     from vae.classifier import train_classifier
 
     params = default_params()
-    images = torch.Generator().manual_seed(0)
-    x = torch.rand(GOLDEN_IMAGES, 784, generator=images) * torch.rand(GOLDEN_IMAGES, 784, generator=images)
-    settings = TrainingSettings(num_epochs=1, batch_size=params.batch_size, lr=params.lr, seed=params.seed)
     with numerics.torch_settings_kept():
         numerics.configure_torch("portable", threads)
-        state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
-        fit(state, x, x[:500], settings, progress=False)
-        cnn = train_classifier(x[:1280], torch.arange(1280) % 10, 1, params.classifier_batch_size,
+        cnn = train_classifier(golden_images()[:1280], torch.arange(1280) % 10, 1, params.classifier_batch_size,
                                params.classifier_lr, params.data_seed, progress=False)
-    return weights_md5(state.model), weights_md5(cnn)
+    return weights_md5(cnn)
 
 
 def test_the_thread_count_changes_the_train_and_classifier_stages_weights() -> None:
@@ -234,7 +233,8 @@ def test_the_thread_count_changes_the_train_and_classifier_stages_weights() -> N
     so `threads` stays a param of every stage that computes, and DVC and its run-cache never hand one
     count's outputs to another. The stages after train only evaluate, through the same products;
     they keep the key too. If this fails, a stage no longer depends on it: it may leave its keys."""
-    one, two = train_at(1), train_at(2)
-    assert one[0] == GOLDEN_MD5
-    assert one[0] != two[0], "the train stage's weights no longer depend on the thread count"
-    assert one[1] != two[1], "the classifier stage's weights no longer depend on the thread count"
+    assert train_golden_model(1) == GOLDEN_MD5
+    assert train_golden_model(1) != train_golden_model(2), \
+        "the train stage's weights no longer depend on the thread count"
+    assert train_golden_classifier(1) != train_golden_classifier(2), \
+        "the classifier stage's weights no longer depend on the thread count"
