@@ -7,13 +7,14 @@ numpy's OpenBLAS picks a kernel per CPU model. Twenty epochs amplify the last-bi
 into a different model (2 nats of test loss apart).
 
 ``portable`` (the ``numerics`` param's default) pins each library to a path that every x86-64
-CPU with AVX2 runs the same way. Through the environment variables the libraries read when they
-load, so ``pin`` must run before torch, numpy or scipy is imported (``stages/__init__.py`` does
-it for every stage); and through ``configure_torch`` once torch has loaded:
+CPU with AVX2 runs the same way: through the environment variables the libraries read when they
+load (so ``pin`` must run before torch, numpy or scipy is imported; ``stages/__init__.py`` does
+it for every stage), and through ``configure_torch`` once torch has loaded:
 
 - Float32 matrix products (linear layers, their gradients, convolutions as unfold and a
   product): on numpy's OpenBLAS with the Haswell (AVX2) kernels (``vae.openblas``), which
-  OpenBLAS chooses by the pinned core type, never by the vendor, at close to MKL's speed.
+  OpenBLAS chooses by the pinned core type, never by the vendor (slower than MKL's own kernels:
+  docs/performance.md has the measured cost).
 - MKL, for any product left to PyTorch: ``MKL_CBWR=COMPATIBLE``, the one branch that Intel and
   AMD CPUs run alike (on AMD, MKL ignores every other branch), but twice as slow.
 - PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``; its oneDNN convolutions are switched off.
