@@ -24,15 +24,18 @@ setup: $(VENV)/.installed
 pipeline: setup
 	$(RUN) dvc repro
 
-# Everything, as CI runs it: ruff, then every test.
+# Everything, as CI runs it: ruff, then every test, on TEST_WORKERS pytest-xdist workers (tests of one
+# xdist_group on one worker; each worker builds the shared small pipeline it needs once).
+TEST_WORKERS ?= 2
+PYTEST := python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 test: setup
 	$(RUN) ruff check .
-	$(RUN) python -m pytest tests
+	$(RUN) $(PYTEST)
 
 # The edit-test loop: ruff and every test that runs no stage, DVC or SLURM as a subprocess.
 check: setup
 	$(RUN) ruff check .
-	$(RUN) python -m pytest tests -m "not e2e"
+	$(RUN) $(PYTEST) -m "not e2e"
 
 lint: setup
 	$(RUN) ruff check .

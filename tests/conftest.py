@@ -1,6 +1,7 @@
 """Shared fixtures: small synthetic IDX datasets, the real MNIST test set, a data source for the
 end-to-end tests, and faults injected into the processes a test starts."""
 
+import json
 import os
 import shutil
 import urllib.request
@@ -13,16 +14,18 @@ pin("portable")  # before numpy and torch load: in-process tests use the default
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 from tests.commands import git_files, run  # noqa: E402
 from vae.data.datasets import FILES  # noqa: E402
 from vae.data.idx import format_idx  # noqa: E402
+from vae.io import write_json  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks
 # The end-to-end tests' pipeline: one epoch on 2,000 images, every stage in seconds.
 SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, "tsne_subset": 300,
-         "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1}
+         "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1, "threads": 1}
 
 
 def fault_env(**variables: str) -> dict[str, str]:
@@ -71,9 +74,25 @@ def data_source() -> None:
 def pipeline(tmp_path_factory: pytest.TempPathFactory, data_source: None) -> dict[str, object]:
     """A copy of the project run once with ``SMALL`` params, committed: (repo, first and second repro outputs).
 
-    Never changed afterwards: a test that changes anything works on its own copy (``project``).
+    Built once per pytest run: under pytest-xdist the first worker that asks builds it in the run's
+    shared temporary folder, and the others wait for it on a lock. Never changed afterwards (tests of
+    every worker read it at once): a test that changes anything, or runs code in it, works on its own
+    copy (``project``).
     """
-    repo = tmp_path_factory.mktemp("repo")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    with FileLock(shared / "pipeline.lock"):
+        built = shared / "pipeline.json"
+        if not built.exists():
+            write_json(built, build_pipeline(shared / "pipeline"))  # whole or absent
+        result = json.loads(built.read_text())
+    return {**result, "repo": Path(result["repo"])}
+
+
+def build_pipeline(repo: Path) -> dict[str, str]:
+    """Copy the project's files to ``repo``, commit them, run ``dvc repro`` twice and commit the results."""
+    shutil.rmtree(repo, ignore_errors=True)  # what a worker's failed build left
     for name in git_files(REPO_ROOT):
         if not name.startswith(("reports/", "models/")):  # results come from the run, not the copy
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +106,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, data_source: None) -> dic
     second = run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
     run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    return {"repo": repo, "first": first, "second": second}
+    return {"repo": str(repo), "first": first, "second": second}
 
 
 @pytest.fixture

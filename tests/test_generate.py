@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.utils import make_grid, save_image
 
-from vae.figures import latent_scatter, loss_curve, reconstruction_grid, save_grid
+from vae.figures import image_grid, latent_scatter, loss_curve, reconstruction_grid, save_grid
 from vae.generate import interpolations, manifold, pick_pairs, prior_samples, traversals
 from vae.latents import latent_table, projections
 from vae.model import VAE, VAEConfig
@@ -106,6 +107,20 @@ def test_latent_table_and_projections() -> None:
 def png_size(path) -> tuple[int, int]:
     with Image.open(path) as image:
         return image.size
+
+
+@pytest.mark.parametrize(("count", "shape", "nrow"), [
+    (16, (1, 28, 28), 8), (5, (1, 8, 8), 8), (10, (3, 64, 64), 4), (1, (1, 28, 28), 8), (1, (3, 8, 8), 4)])
+def test_grids_are_torchvisions_to_the_png_byte(tmp_path, count, shape, nrow) -> None:
+    """The grid code stands in for torchvision's make_grid and save_image (whose import is slow):
+    the same layout (ragged last row, one image alone, grey as three channels) and the same PNG bytes."""
+    batch = torch.rand(count, *shape, generator=torch.Generator().manual_seed(count))
+    for pad_value in (0.0, 1.0):
+        assert torch.equal(image_grid(batch, nrow, pad_value=pad_value),
+                           make_grid(batch, nrow=nrow, pad_value=pad_value))
+    save_image(batch, tmp_path / "torchvision.png", nrow=nrow)
+    save_grid(tmp_path / "ours.png", batch.reshape(count, -1), nrow, shape)
+    assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "torchvision.png").read_bytes()
 
 
 def test_figures_have_the_expected_size(tmp_path) -> None:

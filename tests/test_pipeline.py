@@ -198,12 +198,12 @@ def test_plots_show_draws_every_plot_on_a_utf8_page_that_renders_offline(project
     assert "vegaEmbed" in page and page.count("vegaEmbed(") >= 4
 
 
-def test_the_explore_notebook_runs_on_the_pipelines_outputs(pipeline: dict) -> None:
+def test_the_explore_notebook_runs_on_the_pipelines_outputs(project: Path) -> None:
     """notebooks/explore.ipynb, executed as a user would open it (from notebooks/), must not rot."""
     import nbformat
     from nbclient import NotebookClient
 
-    notebook = pipeline["repo"] / "notebooks" / "explore.ipynb"
+    notebook = project / "notebooks" / "explore.ipynb"
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
@@ -263,11 +263,11 @@ def test_a_grid_shared_across_machines_through_git_and_a_dvc_remote(project: Pat
     assert stages_run(run(third, "dvc", "repro")) == []
 
 
-def test_the_python_api_reads_any_revision_without_checking_it_out(pipeline: dict) -> None:
+def test_the_python_api_reads_any_revision_without_checking_it_out(project: Path) -> None:
     code = ("import vae\n"
             "print(vae.load_model(rev='HEAD').latent_dim, vae.load_metrics(rev='HEAD')['epoch'])\n"
             "try:\n    vae.load_model(rev='no-such-experiment')\nexcept vae.errors.UserError as err:\n    print(err)\n")
-    lines = run(pipeline["repo"], sys.executable, "-c", code).strip().splitlines()
+    lines = run(project, sys.executable, "-c", code).strip().splitlines()
     assert lines[0] == "2 1"  # the committed baseline: latent_dim 2, one epoch
     assert lines[-1] == ("this repository has no experiment, branch, tag or commit named 'no-such-experiment'; "
                          "pass rev= one that exists (`dvc exp list --all-commits` lists the experiments)")

@@ -26,9 +26,11 @@ from vae.studies.slurm import JOB_SCRIPT, SlurmOptions, submit
 from vae.studies.spec import load_study, write_params
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.e2e
+# One pytest-xdist worker runs this file: one SLURM cluster at a time on this host, its project built once.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("slurm")]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue")
 KILLED = "smoke-mnist-notebook-s2"  # killed in its second epoch on the first attempt
+NOTEBOOK_RUNS = "smoke-mnist-notebook-*"  # the runs submitted: half the study (test_pipeline.py runs it all)
 TIMEOUT_S = 900
 
 
@@ -183,7 +185,10 @@ def kill_once(run_name: str, at: str, marker: Path) -> dict[str, str]:
 
 
 def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed(cluster, cluster_project) -> None:
-    settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={cluster_project.parent / 'work'}"]
+    """Two of the smoke study's four runs (`RUNS=smoke-mnist-notebook-*`) as a job array, one killed and requeued;
+    collected, reported, and the resumed model the same as an uninterrupted run's."""
+    settings = ["SLURM_CPUS=1", "SLURM_MEM=1500M", f"SLURM_WORKDIR={cluster_project.parent / 'work'}",
+                f"RUNS={NOTEBOOK_RUNS}"]
     marker = cluster_project.parent / "killed-once"
     out = make(cluster_project, "slurm", *settings, env={**cluster, **kill_once(KILLED, "SIGKILL@2.3", marker)})
     assert f"--requeue --export=ALL,VAE_JOB_RUNS={cluster_project.parent / 'work'}/smoke-" in out  # the sbatch command
@@ -192,7 +197,7 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     first = wait_until(lambda: finished(job, cluster), f"job {job}")
     names = [r.name for r in load_study("smoke", cluster_project / "studies", cluster_project / "params.yaml").runs()]
     index = str(names.index(KILLED))
-    assert f"{index}:FAILED" in first and first.count("COMPLETED") == 3, first
+    assert f"{index}:FAILED" in first and first.count("COMPLETED") == 1 and first.count(":") == 2, first
     log = cluster_project.parent / "work" / "logs" / f"{KILLED}.log"
     assert "attempt 0" in log.read_text() and marker.exists()
 
@@ -209,10 +214,10 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     run(cluster_project.parent, "git", "clone", "-q", str(cluster_project.parent / "origin.git"), str(collector))
     make(collector, "collect", env=cluster)
     shown = run(collector, "dvc", "exp", "show", "--json")
-    for run_name in ("smoke-mnist-notebook-s1", KILLED, "smoke-mnist-latent-3-s1", "smoke-mnist-latent-3-s2"):
-        assert run_name in shown
+    assert "smoke-mnist-notebook-s1" in shown and KILLED in shown and "smoke-mnist-latent-3" not in shown
     make(collector, "report", env=cluster)
-    assert "**4 runs** of 4 planned; none missing." in (collector / "docs/results/smoke.md").read_text()
+    assert ("**2 runs** of 4 planned; missing: smoke-mnist-latent-3-s1 (not run), smoke-mnist-latent-3-s2 (not run)."
+            in (collector / "docs/results/smoke.md").read_text())
 
     # the killed-and-resumed run's model, against the same run done without interruption
     resumed = dvc.api.read("models/model.pt", repo=str(collector), rev=KILLED, mode="rb")
@@ -225,7 +230,7 @@ def test_a_study_on_slurm_comes_home_as_experiments_with_a_requeued_task_resumed
     assert (reference / "models/model.pt").read_bytes() == resumed
 
     again = make(cluster_project, "slurm", *settings, env=cluster)
-    assert "4 of 4 runs are in the origin already" in again and "nothing to submit" in again
+    assert "2 of 2 runs are in the origin already" in again and "nothing to submit" in again
     assert "submitted job" not in again
 
     # the printed command runs one run without SLURM: here, one the origin holds already

@@ -17,10 +17,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -145,6 +141,12 @@ def probe_accuracies(train_z: torch.Tensor | np.ndarray, train_y: torch.Tensor |
     means (is the class linearly decodable?); ``knn_accuracy``: 5-nearest
     neighbours on the raw means (are classes local clusters?). Chance is 0.1.
     """
+    # Imported here: scikit-learn's import takes a second, and the sample stage imports this module.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     train_z, test_z = _numpy(train_z), _numpy(test_z)
     train_y, test_y = _numpy(train_y).astype(np.int64), _numpy(test_y).astype(np.int64)
     linear = make_pipeline(StandardScaler(),

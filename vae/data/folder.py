@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
 from vae.data.split import split_indices, write_splits
@@ -165,6 +163,10 @@ def decode(data: bytes, channels: int, size: int) -> tuple[torch.Tensor, Decoded
 
     Raises ``RuntimeError`` (torchvision's) for bytes that are no image it reads.
     """
+    # Imported here: torchvision's import takes seconds, and only a folder's split decodes images.
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as F
+
     header = _png_header(data)
     palette = header is not None and header[1] == PNG_PALETTE
     # UNCHANGED keeps a palette PNG's indices: expand those to colours
