@@ -25,7 +25,7 @@ pipeline: setup
 	$(RUN) dvc repro
 
 # Everything, as CI runs it: ruff, then every test, on TEST_WORKERS pytest-xdist workers (tests of one
-# xdist_group on one worker; each worker builds the shared small pipeline it needs once).
+# xdist_group on one worker; the small pipeline the end-to-end tests copy is built once per run).
 TEST_WORKERS ?= 2
 PYTEST := python -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 test: setup

@@ -23,7 +23,8 @@ from vae.io import write_json  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAULTS = REPO_ROOT / "tests/faults"  # a sitecustomize.py that injects faults where a test asks
-# The end-to-end tests' pipeline: one epoch on 2,000 images, every stage in seconds.
+# The end-to-end tests' pipeline: one epoch on 2,000 images, every stage in seconds; one thread, as `make study`
+# runs, so that the smoke study's runs reuse its classifier from DVC's run-cache.
 SMALL = {"num_epochs": 1, "train_subset": 2000, "iwae_k": 4, "fd_images": 1000, "tsne_subset": 300,
          "tsne_perplexity": 10, "n_samples": 16, "device": "cpu", "classifier_epochs": 1, "threads": 1}
 
