@@ -8,9 +8,12 @@ The libraries read their code paths when they load, so each mode runs in its own
 (``--child``), with params.yaml's models, batch sizes, seeds and ``threads``; the processes
 alternate, R rounds, so that both modes see the same machine load. Each round times N epochs
 of the train stage's VAE and N epochs of the classifier stage's CNN on the first M training
-images (its whole epoch takes as long per image). Prints the code paths each mode reported
-(``vae.numerics.report``), then per stage the median epoch of each mode and portable/native
-side by side.
+images (its whole epoch takes as long per image), and the matrix products alone of a train
+epoch (the VAE's linear layers at its batch size: forward, input and weight gradients), each on
+its mode's kernels: OpenBLAS's through numpy in portable, MKL's through ``torch.mm`` in native.
+Prints the code paths each mode reported (``vae.numerics.report``), then per row the median of
+each mode and portable/native side by side: where train's ratio exceeds the products', the rest
+is what happens around the products (dispatch, threads).
 """
 
 import argparse
@@ -20,10 +23,15 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from vae.numerics import MODES, PORTABLE_ENVIRONMENT
 
+if TYPE_CHECKING:  # each child imports torch after its mode's environment is set
+    import torch
+
 STAGES = ("train", "classifier")
+ROWS = (*STAGES, "products")
 
 
 def child(mode: str, epochs: int, classifier_images: int) -> None:
@@ -46,7 +54,7 @@ def child(mode: str, epochs: int, classifier_images: int) -> None:
     y = torch.as_tensor(labels, dtype=torch.int64)
     settings = TrainingSettings.from_params(params)
     state = TrainState.new(VAEConfig.from_params(params), settings, torch.device("cpu"))
-    seconds: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    seconds: dict[str, list[float]] = {row: [] for row in ROWS}
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         train_epoch(state, x, epoch, settings, progress=False)
@@ -56,7 +64,35 @@ def child(mode: str, epochs: int, classifier_images: int) -> None:
         train_classifier(x[:classifier_images], y[:classifier_images], 1, params.classifier_batch_size,
                          params.classifier_lr, params.data_seed, progress=False)
         seconds["classifier"].append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), **report(mode)}))
+    steps = -(-len(x) // settings.batch_size)
+    for _ in range(epochs):
+        seconds["products"].append(steps * products_of_a_step(state.model, settings.batch_size, mode))
+    print(json.dumps({"seconds": seconds, "threads": params.threads, **report(mode)}))
+
+
+def products_of_a_step(model: "torch.nn.Module", batch: int, mode: str, repeats: int = 50) -> float:
+    """Seconds of one training step's matrix products on ``mode``'s kernels, without PyTorch's dispatch around them."""
+    import numpy as np
+    import torch
+
+    operands = []
+    for layer in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+        n_out, n_in = layer.weight.shape
+        for m, k, n in ((batch, n_in, n_out), (batch, n_out, n_in), (n_out, batch, n_in)):  # y, dx, dW
+            operands.append((torch.rand(m, k), torch.rand(k, n), torch.empty(m, n)))
+
+    def step() -> None:
+        for a, b, out in operands:
+            if mode == "portable":
+                np.matmul(a.numpy(), b.numpy(), out=out.numpy())
+            else:
+                torch.mm(a, b, out=out)
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) / repeats
 
 
 def mode_environment(mode: str) -> dict[str, str]:
@@ -86,11 +122,12 @@ def main() -> None:
         last = runs[mode][-1]
         print(f"{mode:>8}: {last['threads']} threads; products {last['products']}; MKL {last['mkl']}, "
               f"ATen {last['aten']}, oneDNN {last['onednn']}")
-    print(f"median epoch of {args.rounds} x {args.epochs}; classifier on {args.classifier_images} images")
-    print(f"{'stage':<11} {'portable':>9} {'native':>9} {'portable/native':>16}")
-    for stage in STAGES:
-        median = {mode: statistics.median(s for run in runs[mode] for s in run["seconds"][stage]) for mode in MODES}
-        print(f"{stage:<11} {median['portable']:>8.2f}s {median['native']:>8.2f}s "
+    print(f"median epoch of {args.rounds} x {args.epochs}; classifier on {args.classifier_images} images; "
+          f"products: train's, kernels alone")
+    print(f"{'epoch':<11} {'portable':>9} {'native':>9} {'portable/native':>16}")
+    for row in ROWS:
+        median = {mode: statistics.median(s for run in runs[mode] for s in run["seconds"][row]) for mode in MODES}
+        print(f"{row:<11} {median['portable']:>8.2f}s {median['native']:>8.2f}s "
               f"{median['portable'] / median['native']:>16.2f}")
 
 

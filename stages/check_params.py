@@ -14,4 +14,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("check-params", main)
+    run_stage("check-params", main, computes=False)

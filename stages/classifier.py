@@ -34,9 +34,10 @@ def main(args: argparse.Namespace) -> None:
     model = train_classifier(train_x, train_y, params.classifier_epochs, params.classifier_batch_size,
                              params.classifier_lr, params.data_seed, on_batch=interrupt.check,
                              shape=(channels, side, side))
-    metrics = {"classifier_test_accuracy": accuracy(model, test_x, test_y),
+    test_features, test_logits = features_and_logits(model, test_x)  # one pass over the test set for both metrics
+    metrics = {"classifier_test_accuracy": accuracy(test_logits, test_y),
                "fd_real_data_floor": frechet_distance(features_and_logits(model, train_x[:FD_IMAGES])[0],
-                                                      features_and_logits(model, test_x)[0])}
+                                                      test_features)}
     with staged(args.model, args.metrics) as (model_path, metrics_path):
         save_classifier(model_path, model)
         write_json(metrics_path, metrics)

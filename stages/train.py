@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> None:
     fit(state, train_x, val_x, settings, on_batch=interrupt.check,
         on_epoch=lambda s: record.save_epoch(s, key, settings.num_epochs, shown, settings.seed))
     record.finish(state, settings.num_epochs, shown, settings.seed)
-    write_json(args.environment, environment(device, params.numerics))
+    write_json(args.environment, environment(device, params.numerics, params.threads))
     log.info("wrote %s (epoch %d), %s and %s", args.model, settings.num_epochs, args.history, args.metrics)
 
 

@@ -36,6 +36,16 @@ def test_a_stage_run_without_its_paths_says_which_are_missing(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith("the following arguments are required: --out")
 
 
+def test_check_params_validates_params_yaml_without_loading_pytorch():
+    """DVC runs check-params before every experiment that changes a param: it skips PyTorch's import."""
+    code = ("import runpy, sys; runpy.run_module('stages.check_params', run_name='__main__'); "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "[check-params] done" in result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, name: str, main, *paths: str,
                    argv: tuple[str, ...] = (), cwd: Path = REPO, dvc_stage: str = "") -> tuple[int, str]:
     """``run_stage(name, main, *paths)`` in this process, in ``cwd``: its exit code and stderr.

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_info
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vae import numerics, openblas
@@ -103,7 +104,7 @@ def test_native_removes_the_portable_pins_a_parent_passed_on(monkeypatch: pytest
 def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
     with numerics.torch_settings_kept():
         numerics.configure_torch("portable", 1)
-        env = environment(torch.device("cpu"), "portable")
+        env = environment(torch.device("cpu"), "portable", 1)
     assert env["numerics"] == "portable" and env["mkl"] == "compatible" and env["aten"] == "AVX2"
     assert env["threads"] == 1 and isinstance(env["openblas"], list)
     assert env["products"].startswith("numpy's OpenBLAS ") and "Haswell" in env["products"], env
@@ -177,16 +178,23 @@ def test_the_openblas_product_is_a_custom_operator_with_its_gradients() -> None:
         torch.testing.assert_close(grads, torch.autograd.grad((x @ weight.T).square().sum(), (x, weight)))
 
 
+def openblas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool.get("internal_api") == "openblas"}
+
+
 def test_configure_torch_enters_the_portable_products_once_and_native_leaves_them() -> None:
+    """Portable: the products on OpenBLAS with ``threads`` threads, PyTorch's own kernels on one; native: PyTorch's."""
     x, weight = torch.rand(4, 3), torch.rand(2, 3)
     with numerics.torch_settings_kept():
         numerics.configure_torch("portable", 1)
         numerics.configure_torch("portable", 2)
         assert len(numerics._products) == 1 and numerics.report("portable")["onednn"] == "off"
+        assert torch.get_num_threads() == 1 and openblas_threads() == {2}
         with OpsCalled() as called:
             F.linear(x, weight)
         assert "vae.linear" in called.ops and not called.ops & MKL_PRODUCTS
-        numerics.configure_torch("native", 1)
+        numerics.configure_torch("native", 2)
+        assert torch.get_num_threads() == 2
         with OpsCalled() as called:
             F.linear(x, weight)
         assert "vae.linear" not in called.ops and not numerics._products
@@ -229,7 +237,7 @@ def train_golden_classifier(threads: int) -> str:
 
 def test_the_thread_count_changes_the_train_and_classifier_stages_weights() -> None:
     """Which stages' bytes depend on the thread count: train's and classifier's weights differ between
-    1 and 2 threads (OpenBLAS splits a product's work by its thread count, and PyTorch its long sums),
+    1 and 2 threads (OpenBLAS splits a product's work by its thread count),
     so `threads` stays a param of every stage that computes, and DVC and its run-cache never hand one
     count's outputs to another. The stages after train only evaluate, through the same products;
     they keep the key too. If this fails, a stage no longer depends on it: it may leave its keys."""

@@ -23,12 +23,14 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import torch
 
 from vae.errors import DamagedFile, UserError
+
+if TYPE_CHECKING:  # imported where used: check-params reads params through this module and needs no PyTorch
+    import torch
 
 
 @functools.cache
@@ -314,12 +316,14 @@ def write_torch(path: str | Path, obj: Any) -> None:
     Saved through a buffer: ``torch.save`` to a file names the archive's records
     after that file, and the temporary name would make identical runs differ in bytes.
     """
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes(path, buffer.getvalue())
 
 
-def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu", keys: tuple[str, ...] = (),
+def load_torch(path: str | Path | BinaryIO, device: "torch.device | str" = "cpu", keys: tuple[str, ...] = (),
                stage: str | None = None) -> Any:
     """``torch.load`` of a file that may come from anywhere: only tensors and plain containers load.
 
@@ -328,6 +332,8 @@ def load_torch(path: str | Path | BinaryIO, device: torch.device | str = "cpu", 
     a dictionary holding those keys is a ``DamagedFile`` naming the problem and the restore
     command (``stage``: the stage that writes it), never torch's own advice to unpickle.
     """
+    import torch
+
     name = path if isinstance(path, (str, Path)) else getattr(path, "name", "the file read")
     if isinstance(path, (str, Path)):
         problem = _not_an_archive(_head(Path(path), stage), "a torch file")

@@ -19,9 +19,11 @@ it for every stage), and through ``configure_torch`` once torch has loaded:
   AMD CPUs run alike (on AMD, MKL ignores every other branch), but twice as slow.
 - PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``; its oneDNN convolutions are switched off.
 
-The thread count still changes sums (OpenBLAS splits a product's work by it, PyTorch its large
-reductions), so it is a param too (``threads``), part of the DVC key of every stage that
-computes. ``native`` leaves every library to choose (faster, bytes per CPU model). bfloat16
+The thread count still changes sums (OpenBLAS splits a product's work by it), so it is a param
+too (``threads``), part of the DVC key of every stage that computes. In portable mode it is
+OpenBLAS's: PyTorch's own kernels run on one thread, so that two thread pools never take turns
+on the same cores. ``native`` leaves every library to choose (faster, bytes per CPU model) and
+gives PyTorch the ``threads``. bfloat16
 products (``precision: bf16-mixed``) run on oneDNN's native kernels (AMX, AVX512-BF16): per
 machine, so native only.
 """
@@ -42,9 +44,9 @@ PORTABLE_ENVIRONMENT = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN, where anything still calls it
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's OpenBLAS kernels
     "OPENBLAS_NUM_THREADS": "1",  # at load; configure_torch gives the products' OpenBLAS `threads`
-    # PyTorch's OpenMP threads sleep between its parallel regions instead of spinning, so that they leave the
-    # cores to OpenBLAS's threads, which run the products: spinning pools made a step 4x slower on 2 cores.
-    # It changes when threads wait, never what they compute.
+    # OpenMP threads (any that run beside OpenBLAS's) sleep between parallel regions instead of spinning, so
+    # that they leave the cores to OpenBLAS's threads, which run the products: spinning pools made a step 4x
+    # slower on 2 cores. It changes when threads wait, never what they compute.
     "OMP_WAIT_POLICY": "PASSIVE",
 }
 _LIBRARIES = ("torch", "numpy", "scipy")
@@ -86,13 +88,16 @@ _products: list[Any] = []  # the PortableProducts mode configure_torch entered, 
 def configure_torch(mode: str, threads: int) -> None:
     """The settings PyTorch takes after it loads: its thread count, oneDNN, and whose products run.
 
-    ``portable`` turns oneDNN off and sends float32 matrix products to numpy's OpenBLAS
-    (``vae.openblas``) with ``threads`` threads; ``native`` undoes both. Safe to call again.
+    ``portable`` turns oneDNN off, sends float32 matrix products to numpy's OpenBLAS
+    (``vae.openblas``) with ``threads`` threads and runs PyTorch's own kernels on one: beside
+    OpenBLAS's threads, PyTorch's pool paid a wake-up for each operation when it slept and took
+    the cores from OpenBLAS when it spun (docs/performance.md has the cost). ``native`` gives
+    PyTorch the ``threads`` and undoes the rest. Safe to call again.
     """
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1 if mode == "portable" else threads)
     torch.backends.mkldnn.enabled = mode == "native"
     if mode == "portable":
         threadpool_limits(threads, user_api="blas")
@@ -119,6 +124,7 @@ def torch_settings_kept() -> Iterator[None]:
             yield
         finally:
             configure_torch("portable" if portable else "native", threads)
+            torch.set_num_threads(threads)
             torch.backends.mkldnn.enabled = onednn
 
 

@@ -16,14 +16,16 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
 
 from vae.data.datasets import DATASETS, FOLDER, UNDECODABLE
 from vae.errors import UserError
 from vae.numerics import MODES
+
+if TYPE_CHECKING:  # imported where used: check-params validates params.yaml without PyTorch
+    import torch
 
 TRAIN_SET_SIZE, TEST_SET_SIZE = 60_000, 10_000  # both datasets: 60,000 training and 10,000 test images
 KNN_NEIGHBORS = 5  # neighbours of evaluate's kNN probe of the latent codes: it needs as many training images
@@ -484,12 +486,14 @@ def load_params(path: str | Path) -> Params:
     return validate(raw, str(path))
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
     """The ``device`` param as a torch device.
 
     ``auto`` is CUDA when available, else the CPU (never ``mps``: Apple GPUs are asked for
     by name). An explicit CUDA or MPS device must exist.
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -83,8 +83,12 @@ def _interrupted(stage: str) -> str:
             f"the end){earlier}; rerun `dvc repro` to write them")
 
 
-def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str) -> None:
-    """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line."""
+def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str, computes: bool = True) -> None:
+    """Parse ``--<path> PATH`` for each name in ``paths``, run ``main(args)``, report errors in one line.
+
+    ``computes=False`` (check-params) leaves PyTorch unloaded and unconfigured, so that the stage
+    DVC runs before every changed experiment starts without the seconds that importing it takes.
+    """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{name.replace('-', '_')}",
                                      description=sys.modules["__main__"].__doc__)
     for path in paths:
@@ -92,13 +96,14 @@ def run_stage(name: str, main: Callable[[argparse.Namespace], None], *paths: str
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr)
     start = time.perf_counter()
-    flush_subnormals()
     finished = False
     try:
         interrupt.install()  # Ctrl-C and SIGTERM (a CI timeout, `kill`) both stop cleanly
         check_outputs(_outputs(name, args))  # a blocked output path fails before any work or deletion
         params = stage_params()
-        configure_torch(params.numerics, params.threads)  # stages/__init__.py pinned the rest before torch loaded
+        if computes:
+            flush_subnormals()
+            configure_torch(params.numerics, params.threads)  # stages/__init__.py pinned the rest before torch loaded
         main(args)
         finished = True
         interrupt.ignore()  # done: a Ctrl-C from here on changes nothing, so it is no failure

@@ -3,11 +3,12 @@
 import platform
 import sys
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vae.numerics import report as numerics_report
+
+if TYPE_CHECKING:  # imported where used: check-params reads this module and needs no PyTorch
+    import torch
 
 PORTABLE_CPU = "any x86-64 with AVX2 (numerics: portable)"
 
@@ -33,21 +34,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device, numerics: str) -> dict[str, Any]:
+def environment(device: "torch.device", numerics: str, threads: int) -> dict[str, Any]:
     """What a run's numbers depend on besides its params and code, and the code paths that ran.
 
     In ``numerics: portable`` a CPU run gives the same bytes on every x86-64 CPU with AVX2 for
     the same params (``threads`` included) and torch version, so the record names no CPU model
     (it is a committed output: another teammate's CPU must not rewrite it); in ``native``, and on
-    a GPU, the CPU or GPU model matters too (docs/results keeps these).
+    a GPU, the CPU or GPU model matters too (docs/results keeps these). ``threads``: the param
+    (OpenBLAS's threads in portable mode, PyTorch's in native).
     """
+    import torch
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif numerics == "portable" and platform.machine() in ("x86_64", "AMD64"):
         name = PORTABLE_CPU
     else:
         name = cpu_model()
-    return {"cpu": name, "device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"cpu": name, "device": device.type, "threads": threads, "torch": torch.__version__,
             **numerics_report(numerics)}
 
 
@@ -58,6 +62,8 @@ def missing_bf16_feature() -> str | None:
     Lake) or AMX (Intel Sapphire Rapids and later); Arm CPUs with the BF16 extension. None
     also where PyTorch cannot tell.
     """
+    import torch
+
     capability = getattr(torch._C._cpu, "_get_cpu_capability", dict)()
     if capability.get("architecture") == "x86_64":
         return None if capability.get("avx512_bf16") or capability.get("amx_bf16") else "AVX512-BF16 or AMX"
@@ -77,4 +83,6 @@ def flush_subnormals(enabled: bool = True) -> None:
     against 75.4 s). Numbers that small never change a float32 result that matters
     (docs/performance.md, "Subnormal floats"); the default model stays byte-identical.
     """
+    import torch
+
     torch.set_flush_denormal(enabled)
