@@ -13,8 +13,8 @@ it for every stage), and through ``configure_torch`` once torch has loaded:
 
 - Float32 matrix products (linear layers, their gradients, convolutions as unfold and a
   product): on numpy's OpenBLAS with the Haswell (AVX2) kernels (``vae.openblas``), which
-  OpenBLAS chooses by the pinned core type, never by the vendor (slower than MKL's own kernels:
-  docs/performance.md has the measured cost).
+  OpenBLAS chooses by the pinned core type, never by the vendor (docs/performance.md times
+  them against MKL's).
 - MKL, for any product left to PyTorch: ``MKL_CBWR=COMPATIBLE``, the one branch that Intel and
   AMD CPUs run alike (on AMD, MKL ignores every other branch), but twice as slow.
 - PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``; its oneDNN convolutions are switched off.
@@ -23,9 +23,8 @@ The thread count still changes sums (OpenBLAS splits a product's work by it), so
 too (``threads``), part of the DVC key of every stage that computes. In portable mode it is
 OpenBLAS's: PyTorch's own kernels run on one thread, so that two thread pools never take turns
 on the same cores. ``native`` leaves every library to choose (faster, bytes per CPU model) and
-gives PyTorch the ``threads``. bfloat16
-products (``precision: bf16-mixed``) run on oneDNN's native kernels (AMX, AVX512-BF16): per
-machine, so native only.
+gives PyTorch the ``threads``. bfloat16 products (``precision: bf16-mixed``) run on oneDNN's
+native kernels (AMX, AVX512-BF16): per machine, so native only.
 """
 
 import os
