@@ -103,10 +103,10 @@ def test_native_removes_the_portable_pins_a_parent_passed_on(monkeypatch: pytest
 
 def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
     with numerics.torch_settings_kept():
-        numerics.configure_torch("portable", 1)
-        env = environment(torch.device("cpu"), "portable", 1)
+        numerics.configure_torch("portable", 2)
+        env = environment(torch.device("cpu"), "portable", 2)
     assert env["numerics"] == "portable" and env["mkl"] == "compatible" and env["aten"] == "AVX2"
-    assert env["threads"] == 1 and isinstance(env["openblas"], list)
+    assert env["threads"] == 2 and isinstance(env["openblas"], list)  # the param's, though PyTorch runs on one
     assert env["products"].startswith("numpy's OpenBLAS ") and "Haswell" in env["products"], env
 
 

@@ -20,7 +20,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from vae.classifier import FD_IMAGES, Classifier, features_and_logits, frechet_distance
+from vae.classifier import FD_IMAGES, Classifier, accuracy, features_and_logits, frechet_distance
 from vae.generate import latent_density_samples, prior_samples
 from vae.latent_density import LatentDensity
 from vae.likelihoods import BITS_METRICS, bits_per_dim
@@ -194,7 +194,7 @@ def sample_quality(model: VAE, classifier: Classifier, test_x: torch.Tensor, tes
     metrics = {"fd_samples": frechet_distance(samples, real),
                "fd_reconstructions": frechet_distance(recon_features, real),
                "sample_class_entropy": class_entropy(sample_logits),
-               "reconstruction_accuracy": float((recon_logits.argmax(1) == labels).double().mean())}
+               "reconstruction_accuracy": accuracy(recon_logits, labels)}
     if density is not None:
         features, logits = features_and_logits(classifier, latent_density_samples(model, density, n_images, seed))
         metrics |= {"fd_samples_latent_density": frechet_distance(features, real),
