@@ -10,6 +10,7 @@ import functools
 import hashlib
 import os
 import platform
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -111,19 +112,32 @@ def test_environment_record_says_which_mode_ran_and_the_code_paths() -> None:
 
 
 class OpsCalled(TorchDispatchMode):
-    """Records the operators that run below autograd (forward and backward)."""
+    """Counts the operators that run below autograd (forward and backward)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops: set[str] = set()
+        self.ops: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (PyTorch's protocol)
-        self.ops.add(str(func.overloadpacket))
+        self.ops[str(func.overloadpacket)] += 1
         return func(*args, **(kwargs or {}))
 
 
-MKL_PRODUCTS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.convolution",
-                "aten.convolution_backward", "aten.mv", "aten.dot"}
+PRODUCTS = ("aten.mm", "aten.addmm")  # the operators whose CPU kernels vae.openblas replaces
+OTHER_PRODUCTS = {"aten.bmm", "aten.baddbmm", "aten.convolution", "aten.convolution_backward", "aten.mv", "aten.dot"}
+
+
+@pytest.fixture
+def sgemm_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shapes (m, k, n) of each product that reaches numpy's OpenBLAS, while the test runs."""
+    calls, sgemm = [], openblas.sgemm
+
+    def recording(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        calls.append((*a.shape, b.shape[1]))
+        return sgemm(a, b)
+
+    monkeypatch.setattr(openblas, "sgemm", recording)
+    return calls
 
 
 def vae_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -142,9 +156,9 @@ def classifier_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
                            activation="gated")), vae_loss),
     (Classifier, classifier_loss),
 ], ids=["mlp", "conv", "conv-rgb-64", "vampprior-hvae-gated", "classifier"])
-def test_portable_mode_multiplies_on_openblas_what_native_multiplies_on_mkl(make, loss) -> None:  # noqa: ANN001
-    """Every product of a step (forward and both gradients) runs on ``vae::linear`` in portable mode and on
-    PyTorch's in native mode, with the same loss and gradients up to rounding, and the same layers."""
+def test_portable_mode_multiplies_on_openblas_what_native_multiplies_on_mkl(make, loss, sgemm_calls) -> None:  # noqa: ANN001
+    """Every product of a step (forward and both gradients) reaches OpenBLAS's sgemm in portable mode, and
+    none natively, with the same loss and gradients up to rounding, and the same layers."""
     torch.manual_seed(0)
     model = make()
     x = torch.rand(6, model.config.input_dim if isinstance(model, VAE) else 784)
@@ -154,35 +168,80 @@ def test_portable_mode_multiplies_on_openblas_what_native_multiplies_on_mkl(make
         for mode in numerics.MODES:
             numerics.configure_torch(mode, 1)
             model.zero_grad()
+            sgemm_calls.clear()
             with OpsCalled() as called:
                 value = loss(model, x)
                 value.backward()
-            runs[mode] = called.ops, value.detach(), [p.grad.clone() for p in model.parameters()]
-    (portable_ops, portable_loss, portable_grads), (native_ops, native_loss, native_grads) = runs.values()
-    assert "vae.linear" in portable_ops and not portable_ops & MKL_PRODUCTS, portable_ops & MKL_PRODUCTS
-    assert "vae.linear" not in native_ops and native_ops & MKL_PRODUCTS
+            runs[mode] = called.ops, len(sgemm_calls), value.detach(), [p.grad.clone() for p in model.parameters()]
+    (portable_ops, on_openblas, portable_loss, portable_grads), (native_ops, native_sgemm, native_loss,
+                                                                  native_grads) = runs.values()
+    assert on_openblas == sum(portable_ops[op] for op in PRODUCTS) > 0, portable_ops
+    assert not portable_ops.keys() & OTHER_PRODUCTS, portable_ops.keys() & OTHER_PRODUCTS
+    assert native_sgemm == 0 and native_ops.keys() & (OTHER_PRODUCTS | set(PRODUCTS))
     torch.testing.assert_close(portable_loss, native_loss, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(portable_grads, native_grads, rtol=1e-4, atol=1e-4)
     assert list(model.state_dict()) == keys
 
 
-def test_the_openblas_product_is_a_custom_operator_with_its_gradients() -> None:
-    """torch.library.opcheck (schema, fake tensors, the registered autograd formula) on a transposed and a
-    contiguous operand, which reach BLAS as a transpose flag; values and gradients against PyTorch's."""
+def test_the_portable_products_are_numpys_with_pytorchs_gradients() -> None:
+    """Bit for bit numpy's OpenBLAS products, on a transposed and a contiguous operand (a BLAS flag);
+    torch.library.opcheck (schema, fake tensors, autograd) on the replaced kernels; what sgemm does not
+    take (float64, integers, alpha and beta) gives PyTorch's values."""
     torch.manual_seed(0)
-    torch.library.opcheck(openblas.linear, (torch.randn(7, 5).t().requires_grad_(), torch.randn(3, 7).requires_grad_()))
-    for x, weight in ((torch.randn(5, 7), torch.randn(3, 7)), (torch.randn(7, 5).t(), torch.randn(7, 3).t())):
-        x, weight = x.requires_grad_(), weight.requires_grad_()
-        torch.testing.assert_close(openblas.linear(x, weight), x @ weight.T)
-        grads = torch.autograd.grad(openblas.linear(x, weight).square().sum(), (x, weight))
-        torch.testing.assert_close(grads, torch.autograd.grad((x @ weight.T).square().sum(), (x, weight)))
+    x, weight, bias = torch.randn(5, 7), torch.randn(3, 7), torch.randn(3)
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", 1)
+        assert torch.equal(F.linear(x, weight, bias), torch.from_numpy(x.numpy() @ weight.numpy().T + bias.numpy()))
+        for a, b in ((x, weight.t()), (weight, x.t().contiguous())):
+            assert torch.equal(a @ b, torch.from_numpy(a.numpy() @ b.numpy()))
+            torch.library.opcheck(torch.ops.aten.mm.default, (a.clone().requires_grad_(), b.clone().requires_grad_()))
+            torch.library.opcheck(torch.ops.aten.addmm.default, (torch.randn(b.shape[1]), a, b))
+        a, b = x.double(), weight.t().double()
+        torch.testing.assert_close(a @ b, torch.from_numpy(a.numpy() @ b.numpy()))
+        torch.testing.assert_close(torch.addmm(bias, x, weight.t(), beta=0.5, alpha=2), 0.5 * bias + 2 * x @ weight.t())
+        assert torch.equal(torch.ones(2, 3, dtype=torch.int64) @ torch.ones(3, 4, dtype=torch.int64),
+                           torch.full((2, 4), 3))
+
+
+@pytest.mark.parametrize(("transposed", "images", "options"), [
+    (False, (3, 4, 9, 8), {"stride": 2, "padding": 1}),
+    (False, (3, 4, 9, 8), {"stride": (1, 2), "padding": (2, 0), "dilation": 2}),
+    (False, (4, 9, 8), {"padding": 1}),
+    (False, (3, 4, 9, 8), {"groups": 2}),
+    (True, (3, 4, 9, 8), {"stride": 2, "padding": 1}),
+    (True, (3, 4, 9, 8), {"stride": 2, "padding": 1, "output_padding": 1, "dilation": (1, 2)}),
+    (True, (4, 9, 8), {"stride": 2}),
+    (True, (3, 4, 9, 8), {"groups": 2}),
+], ids=["conv", "conv-dilated", "conv-unbatched", "conv-grouped", "transposed", "transposed-output-padding",
+        "transposed-unbatched", "transposed-grouped"])
+def test_portable_convolutions_match_pytorchs_in_value_and_gradient(transposed: bool, images: tuple[int, ...],
+                                                                    options: dict, sgemm_calls) -> None:  # noqa: ANN001
+    """Convolutions as unfold (or fold) and a product on OpenBLAS, against PyTorch's in float64 (which
+    sgemm leaves to PyTorch, like the grouped convolutions); a wrong channel count gets PyTorch's error."""
+    torch.manual_seed(0)
+    x = torch.randn(images)
+    groups = options.get("groups", 1)
+    weight = torch.randn(4, 6 // groups, 3, 3) if transposed else torch.randn(6, 4 // groups, 3, 3)
+    bias = torch.randn(6)
+    conv = F.conv_transpose2d if transposed else F.conv2d
+    grads = []
+    with numerics.torch_settings_kept():
+        numerics.configure_torch("portable", 1)
+        for dtype in (torch.float32, torch.float64):
+            inputs = [t.to(dtype).requires_grad_() for t in (x, weight, bias)]
+            out = conv(*inputs, **options)
+            grads.append([out, *torch.autograd.grad(out.square().sum(), inputs)])
+        with pytest.raises(RuntimeError, match="to have 4 channels, but got 5 channels"):
+            conv(torch.randn(2, 5, 9, 8), weight, bias, **options)
+    assert (len(sgemm_calls) > 0) == (groups == 1)
+    torch.testing.assert_close(grads[0], [g.float() for g in grads[1]], rtol=1e-4, atol=1e-3)
 
 
 def openblas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool.get("internal_api") == "openblas"}
 
 
-def test_configure_torch_enters_the_portable_products_once_and_native_leaves_them() -> None:
+def test_configure_torch_enters_the_portable_products_once_and_native_leaves_them(sgemm_calls) -> None:  # noqa: ANN001
     """Portable: the products on OpenBLAS with ``threads`` threads, PyTorch's own kernels on one; native: PyTorch's."""
     x, weight = torch.rand(4, 3), torch.rand(2, 3)
     with numerics.torch_settings_kept():
@@ -190,14 +249,12 @@ def test_configure_torch_enters_the_portable_products_once_and_native_leaves_the
         numerics.configure_torch("portable", 2)
         assert len(numerics._products) == 1 and numerics.report("portable")["onednn"] == "off"
         assert torch.get_num_threads() == 1 and openblas_threads() == {2}
-        with OpsCalled() as called:
-            F.linear(x, weight)
-        assert "vae.linear" in called.ops and not called.ops & MKL_PRODUCTS
+        F.linear(x, weight)
+        assert sgemm_calls == [(4, 3, 2)]
         numerics.configure_torch("native", 2)
         assert torch.get_num_threads() == 2
-        with OpsCalled() as called:
-            F.linear(x, weight)
-        assert "vae.linear" not in called.ops and not numerics._products
+        F.linear(x, weight)
+        assert sgemm_calls == [(4, 3, 2)] and not numerics._products
 
 
 @pytest.mark.parametrize(("changes", "message"), [

@@ -159,5 +159,5 @@ def report(mode: str) -> dict[str, Any]:
 
     return {"numerics": mode, "mkl": _mkl_branch(), "aten": torch.backends.cpu.get_cpu_capability(),
             "onednn": "on" if torch.backends.mkldnn.enabled else "off", "openblas": _openblas_cores(),
-            "products": f"numpy's OpenBLAS {', '.join(_openblas_cores(True))} (vae::linear)" if _products
+            "products": f"numpy's OpenBLAS {', '.join(_openblas_cores(True))} (aten::mm, aten::addmm)" if _products
             else "PyTorch's (MKL)"}

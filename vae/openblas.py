@@ -3,138 +3,122 @@
 MKL runs other kernels on an Intel CPU than on an AMD one, and its one branch that both run
 alike (``MKL_CBWR=COMPATIBLE``) made training twice as slow. OpenBLAS chooses its kernels and
 block sizes by the core type it is told (``OPENBLAS_CORETYPE=Haswell``), never by the vendor.
-``linear`` is a PyTorch custom operator, ``vae::linear`` (x @ weight.T, its gradients on the same
-operator), and ``PortableProducts``, a ``TorchFunctionMode``, sends every float32 CPU product of
-the layers to it: ``F.linear`` (``nn.Linear``), ``F.conv2d`` and ``F.conv_transpose2d`` (as
-unfold or fold and one product) and ``@`` with a matrix on the right. Models keep their
-``nn.Linear`` and ``nn.Conv2d`` layers, and their state dicts, unchanged.
+
+``PortableProducts`` registers, with ``torch.library``, numpy's OpenBLAS sgemm as PyTorch's CPU
+kernel of ``aten::mm`` and ``aten::addmm``, the products under ``nn.Linear``, ``@`` and their
+gradients; and, for ``aten::conv2d`` and ``aten::conv_transpose2d``, their unfold (or fold) and
+one such product. Autograd keeps PyTorch's own formulas (in C++: no Python between the engine
+and each product), nothing else goes through Python, and the models keep their layers and state
+dicts. Products these kernels do not take (another dtype, alpha or beta other than 1, grouped
+convolutions) run PyTorch's own kernels, whose MKL products ``MKL_CBWR=COMPATIBLE`` keeps
+portable, only slower.
 """
+
+import warnings
+from types import TracebackType
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
-from torch.overrides import TorchFunctionMode
 
 
-@torch.library.custom_op("vae::linear", mutates_args=())
-def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x @ weight.T for x (N, K) and weight (O, K), float32 on the CPU, by numpy's OpenBLAS sgemm."""
-    out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype)
-    np.matmul(x.numpy(), weight.numpy().T, out=out.numpy())  # transposed views go to BLAS as flags
+def sgemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for float32 CPU matrices, by numpy's OpenBLAS (transposed views reach it as BLAS flags)."""
+    out = torch.empty(a.shape[0], b.shape[1])
+    np.matmul(a.detach().numpy(), b.detach().numpy(), out=out.numpy())
     return out
 
 
-@linear.register_fake
-def _(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return x.new_empty(x.shape[0], weight.shape[0])
+def _sgemm_takes(*tensors: torch.Tensor | None) -> bool:
+    """Whether every given tensor is a plain float32 CPU tensor (what OpenBLAS's sgemm multiplies)."""
+    return all(t is None or (t.dtype == torch.float32 and t.layout == torch.strided and not t.is_conj()
+                             and not t.is_neg() and t.device.type == "cpu") for t in tensors)
 
 
-def _save_inputs(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[torch.Tensor, ...],
-                 output: torch.Tensor) -> None:
-    ctx.save_for_backward(*inputs)
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``aten::mm``'s CPU kernel: OpenBLAS for float32; other dtypes on PyTorch's (``mm.out``, not replaced)."""
+    if _sgemm_takes(a, b):
+        return sgemm(a, b)
+    return torch.ops.aten.mm.out(a, b, out=a.new_empty(a.shape[0], b.shape[1]))
 
 
-def _linear_backward(ctx: torch.autograd.function.FunctionCtx,
-                     grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """dx = grad @ weight and dweight = grad.T @ x, each one more ``vae::linear`` (OpenBLAS too)."""
-    x, weight = ctx.saved_tensors
-    grad_x = linear(grad, weight.t()) if ctx.needs_input_grad[0] else None
-    grad_weight = linear(grad.t(), x.t()) if ctx.needs_input_grad[1] else None
-    return grad_x, grad_weight
+def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
+           alpha: float = 1) -> torch.Tensor:
+    """``aten::addmm``'s CPU kernel: the product on OpenBLAS, then the bias added (as ``F.linear`` gives it)."""
+    if beta == 1 and alpha == 1 and _sgemm_takes(bias, a, b):
+        return sgemm(a, b).add_(bias)
+    out = a.new_empty(a.shape[0], b.shape[1])
+    return torch.ops.aten.addmm.out(bias, a, b, beta=beta, alpha=alpha, out=out)
 
 
-linear.register_autograd(_linear_backward, setup_context=_save_inputs)
+def _unfolds(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int, channels: int) -> bool:
+    """Whether a convolution goes through unfold and ``sgemm``: float32, one group and the channels its weight
+    expects; PyTorch's own kernel takes the others (and words the error of a wrong channel count)."""
+    return groups == 1 and x.shape[1] == channels and _sgemm_takes(x, weight, bias)
 
 
-def _portable(*tensors: torch.Tensor | None) -> bool:
-    """Whether every given tensor is float32 on the CPU (what OpenBLAS's sgemm multiplies)."""
-    return all(t is None or (isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu")
-               for t in tensors)
-
-
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` on ``vae::linear``: any leading dimensions, the bias added after the product."""
-    if x.dim() == 2:
-        out = linear(x, weight)
-    else:
-        out = linear(x.reshape(-1, x.shape[-1]), weight).reshape(*x.shape[:-1], weight.shape[0])
-    return out if bias is None else out + bias
-
-
-def _conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-            padding: int = 0, dilation: int = 1) -> torch.Tensor:
-    """``F.conv2d`` as im2col (``F.unfold``) and one product: rows of patches times the flat filters."""
+def _conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int | list[int] = 1,
+            padding: int | list[int] = 0, dilation: int | list[int] = 1, groups: int = 1) -> torch.Tensor:
+    """``aten::conv2d`` as im2col (``F.unfold``) and one product: rows of patches times the flat filters."""
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)  # the schema's defaults are ints
+    if x.dim() == 3:  # one unbatched image
+        return _conv2d(x.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    if x.dim() != 4 or not _unfolds(x, weight, bias, groups, weight.shape[1]):
+        return torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, False, [0, 0], groups)
     n, (o, _, kh, kw) = len(x), weight.shape
     cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # (N, C kh kw, L)
-    (h, w), (ph, pw), (sh, sw), (dh, dw) = x.shape[-2:], _pair(padding), _pair(stride), _pair(dilation)
+    (h, w), (ph, pw), (sh, sw), (dh, dw) = x.shape[-2:], padding, stride, dilation
     out_h, out_w = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    out = _linear(cols.transpose(1, 2), weight.reshape(o, -1), bias)  # (N, L, O)
+    out = F.linear(cols.transpose(1, 2), weight.reshape(o, -1), bias)  # (N, L, O)
     return out.transpose(1, 2).reshape(n, o, out_h, out_w)
 
 
-def _conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-                      padding: int = 0, output_padding: int = 0, dilation: int = 1) -> torch.Tensor:
-    """``F.conv_transpose2d`` as one product (each pixel's channels times the filters) and col2im (``F.fold``)."""
+def _conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                      stride: int | list[int] = 1, padding: int | list[int] = 0,
+                      output_padding: int | list[int] = 0, groups: int = 1,
+                      dilation: int | list[int] = 1) -> torch.Tensor:
+    """``aten::conv_transpose2d`` as one product (each pixel's channels times the filters) and col2im (``F.fold``)."""
+    stride, padding, output_padding, dilation = map(_pair, (stride, padding, output_padding, dilation))
+    if x.dim() == 3:  # one unbatched image
+        return _conv_transpose2d(x.unsqueeze(0), weight, bias, stride, padding, output_padding, groups,
+                                 dilation).squeeze(0)
+    if x.dim() != 4 or not _unfolds(x, weight, bias, groups, weight.shape[0]):
+        return torch.ops.aten.convolution(x, weight, bias, stride, padding, dilation, True, output_padding, groups)
     n, (c, o, kh, kw) = len(x), weight.shape
-    (h, w), (ph, pw), (sh, sw), (dh, dw) = x.shape[-2:], _pair(padding), _pair(stride), _pair(dilation)
-    oph, opw = _pair(output_padding)
+    (h, w), (ph, pw), (sh, sw), (dh, dw), (oph, opw) = x.shape[-2:], padding, stride, dilation, output_padding
     size = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1, (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
-    cols = _linear(x.reshape(n, c, h * w).transpose(1, 2), weight.reshape(c, -1).t())  # (N, L, O kh kw)
+    # The flat filters as a column-major operand: PyTorch's mm backward then takes their gradient as
+    # (grad.T @ pixels).T, the operand order the committed bytes were made with (OpenBLAS rounds the
+    # swapped order differently; a transposed operand alone changes nothing).
+    filters = weight.reshape(c, -1).t().contiguous()  # (O kh kw, C)
+    cols = F.linear(x.reshape(n, c, h * w).transpose(1, 2), filters)  # (N, L, O kh kw)
     out = F.fold(cols.transpose(1, 2), size, (kh, kw), dilation=dilation, padding=padding, stride=stride)
     return out if bias is None else out + bias.reshape(1, o, 1, 1)
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` for a matrix ``b``: ``F.linear`` with weight b.T."""
-    return _linear(a, b.t())
+# The products are backend (CPU) kernels, below autograd; the convolutions replace PyTorch's
+# decomposition (CompositeImplicitAutograd), so autograd records their unfold and product.
+KERNELS = (("mm", _mm, "CPU"), ("addmm", _addmm, "CPU"), ("conv2d", _conv2d, "CompositeImplicitAutograd"),
+           ("conv_transpose2d.input", _conv_transpose2d, "CompositeImplicitAutograd"))
 
 
-class PortableProducts(TorchFunctionMode):
-    """Sends float32 CPU matrix products to ``vae::linear``; everything else runs as PyTorch would.
+class PortableProducts:
+    """While entered, PyTorch's float32 CPU products run on ``KERNELS`` (numpy's OpenBLAS); on exit, on its own."""
 
-    Products it cannot take (other dtypes, grouped or padded-by-name convolutions, unbatched
-    inputs, a vector on the right of ``@``) go to PyTorch, whose MKL products stay pinned to
-    ``MKL_CBWR=COMPATIBLE`` in portable mode, so they are portable too, only slower.
-    """
+    def __init__(self) -> None:
+        self._library: torch.library.Library | None = None
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (PyTorch's protocol)
-        kwargs = kwargs or {}
-        route = _ROUTES.get(func)
-        if route is not None:
-            taken = route(*args, **kwargs)
-            if taken is not None:
-                return taken
-        return func(*args, **kwargs)
+    def __enter__(self) -> "PortableProducts":
+        self._library = torch.library.Library("aten", "IMPL")
+        with warnings.catch_warnings():  # PyTorch warns that each kernel replaces one: the point here
+            warnings.filterwarnings("ignore", "Warning only once for all operators", UserWarning)
+            warnings.filterwarnings("ignore", ".*Overriding a previously registered kernel", UserWarning)
+            for name, kernel, key in KERNELS:
+                self._library.impl(name, kernel, key)
+        return self
 
-
-def _route_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor | None:
-    return _linear(x, weight, bias) if _portable(x, weight, bias) and x.dim() >= 1 else None
-
-
-def _route_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: int = 1,
-                  padding: int | str = 0, dilation: int = 1, groups: int = 1) -> torch.Tensor | None:
-    if not _portable(x, weight, bias) or groups != 1 or isinstance(padding, str) or x.dim() != 4:
-        return None
-    return _conv2d(x, weight, bias, stride, padding, dilation)
-
-
-def _route_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                            stride: int = 1, padding: int = 0, output_padding: int = 0, groups: int = 1,
-                            dilation: int = 1) -> torch.Tensor | None:
-    if not _portable(x, weight, bias) or groups != 1 or x.dim() != 4:
-        return None
-    return _conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation)
-
-
-def _route_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
-    return _matmul(a, b) if _portable(a, b) and a.dim() >= 1 and b.dim() == 2 else None
-
-
-def _route_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
-    return _matmul(a, b) if _portable(a, b) and a.dim() == 2 and b.dim() == 2 else None
-
-
-_ROUTES = {F.linear: _route_linear, F.conv2d: _route_conv2d, F.conv_transpose2d: _route_conv_transpose2d,
-           torch.matmul: _route_matmul, torch.Tensor.matmul: _route_matmul, torch.Tensor.__matmul__: _route_matmul,
-           torch.mm: _route_mm, torch.Tensor.mm: _route_mm}
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._library._destroy()  # PyTorch's own kernels come back
+        self._library = None
