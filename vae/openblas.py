@@ -14,7 +14,6 @@ convolutions) run PyTorch's own kernels, whose MKL products ``MKL_CBWR=COMPATIBL
 portable, only slower.
 """
 
-import warnings
 from types import TracebackType
 
 import numpy as np
@@ -111,11 +110,8 @@ class PortableProducts:
 
     def __enter__(self) -> "PortableProducts":
         self._library = torch.library.Library("aten", "IMPL")
-        with warnings.catch_warnings():  # PyTorch warns that each kernel replaces one: the point here
-            warnings.filterwarnings("ignore", "Warning only once for all operators", UserWarning)
-            warnings.filterwarnings("ignore", ".*Overriding a previously registered kernel", UserWarning)
-            for name, kernel, key in KERNELS:
-                self._library.impl(name, kernel, key)
+        for name, kernel, key in KERNELS:
+            self._library.impl(name, kernel, key)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
