@@ -186,7 +186,7 @@ def test_portable_mode_multiplies_on_openblas_what_native_multiplies_on_mkl(make
 def test_the_portable_products_are_numpys_with_pytorchs_gradients() -> None:
     """Bit for bit numpy's OpenBLAS products, on a transposed and a contiguous operand (a BLAS flag);
     torch.library.opcheck (schema, fake tensors, autograd) on the replaced kernels; what sgemm does not
-    take (float64, integers, alpha and beta) gives PyTorch's values."""
+    take (float64, integers, alpha and beta) gives PyTorch's values, and mismatched sizes its error."""
     torch.manual_seed(0)
     x, weight, bias = torch.randn(5, 7), torch.randn(3, 7), torch.randn(3)
     with numerics.torch_settings_kept():
@@ -201,6 +201,8 @@ def test_the_portable_products_are_numpys_with_pytorchs_gradients() -> None:
         torch.testing.assert_close(torch.addmm(bias, x, weight.t(), beta=0.5, alpha=2), 0.5 * bias + 2 * x @ weight.t())
         assert torch.equal(torch.ones(2, 3, dtype=torch.int64) @ torch.ones(3, 4, dtype=torch.int64),
                            torch.full((2, 4), 3))
+        with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(5x7 and 6x3\)"):
+            F.linear(x, torch.randn(3, 6), bias)
 
 
 @pytest.mark.parametrize(("transposed", "images", "options"), [

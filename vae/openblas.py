@@ -35,20 +35,24 @@ def _sgemm_takes(*tensors: torch.Tensor | None) -> bool:
                              and not t.is_neg() and t.device.type == "cpu") for t in tensors)
 
 
+def _multiplies(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``sgemm`` takes a @ b: float32 matrices whose inner sizes agree (PyTorch words the errors)."""
+    return a.dim() == 2 == b.dim() and a.shape[1] == b.shape[0] and _sgemm_takes(a, b)
+
+
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``aten::mm``'s CPU kernel: OpenBLAS for float32; other dtypes on PyTorch's (``mm.out``, not replaced)."""
-    if _sgemm_takes(a, b):
+    """``aten::mm``'s CPU kernel: OpenBLAS for float32; the rest on PyTorch's (``mm.out``, not replaced)."""
+    if _multiplies(a, b):
         return sgemm(a, b)
-    return torch.ops.aten.mm.out(a, b, out=a.new_empty(a.shape[0], b.shape[1]))
+    return torch.ops.aten.mm.out(a, b, out=a.new_empty(0))
 
 
 def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta: float = 1,
            alpha: float = 1) -> torch.Tensor:
     """``aten::addmm``'s CPU kernel: the product on OpenBLAS, then the bias added (as ``F.linear`` gives it)."""
-    if beta == 1 and alpha == 1 and _sgemm_takes(bias, a, b):
+    if beta == 1 and alpha == 1 and _multiplies(a, b) and _sgemm_takes(bias):
         return sgemm(a, b).add_(bias)
-    out = a.new_empty(a.shape[0], b.shape[1])
-    return torch.ops.aten.addmm.out(bias, a, b, beta=beta, alpha=alpha, out=out)
+    return torch.ops.aten.addmm.out(bias, a, b, beta=beta, alpha=alpha, out=a.new_empty(0))
 
 
 def _unfolds(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int, channels: int) -> bool:
