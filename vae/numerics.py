@@ -81,7 +81,7 @@ def pin_from_params(path: str | Path = "params.yaml") -> None:
         pin(mode)
 
 
-_products: list[Any] = []  # the PortableProducts mode configure_torch entered, while portable
+_products: list[Any] = []  # the PortableProducts configure_torch entered (its kernels registered), while portable
 
 
 def configure_torch(mode: str, threads: int) -> None:

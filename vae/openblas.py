@@ -10,8 +10,8 @@ gradients; and, for ``aten::conv2d`` and ``aten::conv_transpose2d``, their unfol
 one such product. Autograd keeps PyTorch's own formulas (in C++: no Python between the engine
 and each product), nothing else goes through Python, and the models keep their layers and state
 dicts. Products these kernels do not take (another dtype, alpha or beta other than 1, grouped
-convolutions) run PyTorch's own kernels, whose MKL products ``MKL_CBWR=COMPATIBLE`` keeps
-portable, only slower.
+convolutions, sizes that do not fit, whose error PyTorch words) run PyTorch's own kernels, whose
+MKL products ``MKL_CBWR=COMPATIBLE`` keeps portable, only slower.
 """
 
 from types import TracebackType
